@@ -1,0 +1,42 @@
+# bitlatent: the first two commands on a fresh machine are `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+EXTRA  ?= cpu
+STAMP  := $(VENV)/.installed-$(EXTRA)
+
+# No telemetry, no hub downloads: everything runs offline.
+export KEDRO_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export ORT_DISABLE_TELEMETRY := 1
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test bench clean-data help
+
+help:
+	@echo "make run     set up .venv and run every pipeline on the embedded synthetic data (kedro run)"
+	@echo "make test    set up .venv and run the whole test suite"
+	@echo "make bench   run the benchmarks (see benchmarks/README.md)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRA),test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/kedro run
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+clean-data:
+	find data -type f ! -name .gitkeep ! -name README.md ! -name '*.dvc' ! -name .gitignore -delete

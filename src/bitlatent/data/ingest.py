@@ -1,0 +1,198 @@
+"""Streaming ingest: source rows → decoded images → Great Expectations validation → shards.
+
+Memory is bounded by one chunk of rows plus one shard buffer per split, whatever the
+number of pairs. Every input row ends either in the pairs table or in the rejected table
+with its reasons; ``check_accounting`` proves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from bitlatent.data.config import DataConfig
+from bitlatent.data.images import DecodedImage, decode_image_file, pixel_stats, resolve_inside
+from bitlatent.data.records import RawPair
+from bitlatent.data.shards import ShardWriter
+from bitlatent.data.sources import READERS
+from bitlatent.data.splits import assign_split
+from bitlatent.data.synthetic import SyntheticConfig, iter_synthetic_pairs
+from bitlatent.data.validation import ChunkValidator, ValidationLimits
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ["sample_id", "image_id", "caption", "split", "shard", "row", "attributes"]
+REJECTED_COLUMNS = ["ordinal", "sample_id", "image_id", "image_path", "caption", "reasons", "detail"]
+
+
+@dataclass
+class IngestResult:
+    pairs: pd.DataFrame  # one row per accepted (image, caption): PAIR_COLUMNS
+    rejected: pd.DataFrame  # one row per rejected input row: REJECTED_COLUMNS
+    report: dict  # validation.json
+    shard_index: dict  # the staged shards' index.json
+
+
+def iter_raw_pairs(config: DataConfig) -> Iterator[RawPair]:
+    """The configured source's rows, at most ``max_pairs`` of them."""
+    if config.format == "synthetic":
+        options = {**config.synthetic, "image_size": config.image_size}
+        if config.max_pairs is not None:
+            options["num_pairs"] = config.max_pairs
+        return iter_synthetic_pairs(SyntheticConfig.from_dict(options))
+    path = Path(config.path)
+    if not path.exists():
+        raise FileNotFoundError(f"data.path {path} does not exist (format {config.format})")
+    root = Path(config.image_root) if config.image_root else None
+    rows = READERS[config.format](path, root)
+    return islice(rows, config.max_pairs) if config.max_pairs is not None else rows
+
+
+def sample_id_of(image_id: str, caption: str | None) -> str:
+    """Stable id of an (image, caption) pair: the same pair twice gets the same id."""
+    key = f"{image_id}\x1f{caption or ''}".encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def _decode(pair: RawPair, config: DataConfig) -> DecodedImage:
+    if pair.problems:
+        return DecodedImage(pair.problems[0], detail=";".join(pair.problems))
+    if pair.pixels is not None:
+        side = float(pair.pixels.shape[0])
+        return DecodedImage("ok", pixels=pair.pixels, width=side, height=side)
+    path = resolve_inside(pair.root, pair.image_path) if pair.root is not None else None
+    return decode_image_file(path, config.image_size, config.max_image_pixels)
+
+
+class _Ingest:
+    """State of one streaming ingest (seen ids, where each accepted image was written)."""
+
+    def __init__(self, config: DataConfig, staging: Path):
+        self.config = config
+        self.validator = ChunkValidator(ValidationLimits.from_dict(config.validation))
+        self.writer = ShardWriter(staging, config.image_size, config.rows_per_shard)
+        self.seen: set[bytes] = set()  # digests of sample ids seen so far
+        self.located: dict[str, tuple[str, int, int, float, float, float, float]] = {}
+        self.pairs: list[pd.DataFrame] = []
+        self.rejected: list[pd.DataFrame] = []
+        self.input_rows = 0
+
+    def run_chunk(self, chunk: list[RawPair]) -> None:
+        rows, decoded, local = [], [], {}
+        for pair in chunk:
+            caption = pair.caption.strip() if pair.caption is not None else None
+            sample_id = sample_id_of(pair.image_id, caption)
+            digest = bytes.fromhex(sample_id)
+            seen_before = digest in self.seen
+            self.seen.add(digest)
+            known = self.located.get(pair.image_id)
+            if known is not None and not pair.problems:
+                image = DecodedImage("ok", width=known[3], height=known[4])
+                mean, std = known[5], known[6]
+            else:
+                image = local.get(pair.image_id) or _decode(pair, self.config)
+                if pair.pixels is None and not pair.problems:
+                    local[pair.image_id] = image
+                mean, std = pixel_stats(image.pixels) if image.pixels is not None else (np.nan, np.nan)
+            decoded.append(image)
+            rows.append({
+                "sample_id": sample_id, "caption": caption,
+                "caption_chars": len(caption) if caption else 0, "seen_before": seen_before,
+                "image_status": image.status, "width": image.width, "height": image.height,
+                "pixel_std": std, "pixel_mean": mean,
+            })
+        frame = pd.DataFrame(rows)
+        reasons = self.validator.validate(frame)
+        self.input_rows += len(chunk)
+
+        accepted, rejected = [], []
+        for pair, image, row, why in zip(chunk, decoded, rows, reasons):
+            if why:
+                rejected.append({
+                    "ordinal": pair.ordinal, "sample_id": row["sample_id"], "image_id": pair.image_id,
+                    "image_path": pair.image_path, "caption": row["caption"],
+                    "reasons": ";".join(why), "detail": image.detail,
+                })
+                continue
+            place = self.located.get(pair.image_id)
+            if place is None:
+                split = pair.forced_split or assign_split(
+                    pair.image_id, self.config.splits, self.config.split_seed)
+                shard, index = self.writer.add(split, image.pixels)
+                place = (split, shard, index, image.width, image.height, row["pixel_mean"], row["pixel_std"])
+                if pair.pixels is None:  # rendered images are unique per row: nothing to remember
+                    self.located[pair.image_id] = place
+            accepted.append({
+                "sample_id": row["sample_id"], "image_id": pair.image_id, "caption": row["caption"],
+                "split": place[0], "shard": place[1], "row": place[2],
+                "attributes": json.dumps(pair.attributes) if pair.attributes is not None else None,
+            })
+        self.pairs.append(pd.DataFrame(accepted, columns=PAIR_COLUMNS))
+        self.rejected.append(pd.DataFrame(rejected, columns=REJECTED_COLUMNS))
+
+    def finish(self) -> IngestResult:
+        shard_index = self.writer.close()
+        pairs = pd.concat(self.pairs, ignore_index=True) if self.pairs else pd.DataFrame(columns=PAIR_COLUMNS)
+        rejected = (pd.concat(self.rejected, ignore_index=True) if self.rejected
+                    else pd.DataFrame(columns=REJECTED_COLUMNS))
+        pairs = pairs.astype({"shard": "int32", "row": "int32"})
+        rejected = rejected.astype({"ordinal": "int64"})
+        return IngestResult(pairs, rejected, build_report(self, pairs, rejected, shard_index), shard_index)
+
+
+def build_report(state: _Ingest, pairs: pd.DataFrame, rejected: pd.DataFrame, shard_index: dict) -> dict:
+    """The content of ``validation.json``."""
+    reasons = Counter(r for joined in rejected["reasons"] for r in joined.split(";"))
+    return {
+        "source": {"format": state.config.format, "path": state.config.path},
+        "input_rows": state.input_rows,
+        "accepted_rows": int(len(pairs)),
+        "rejected_rows": int(len(rejected)),
+        "rejected_fraction": len(rejected) / state.input_rows if state.input_rows else 0.0,
+        "reasons": dict(reasons.most_common()),
+        "images": {split: info["num_images"] for split, info in shard_index["splits"].items()},
+        "pairs_per_split": {k: int(v) for k, v in pairs["split"].value_counts().sort_index().items()},
+        "expectations": state.validator.summary(),
+    }
+
+
+def ingest(config: DataConfig, staging: Path, progress: bool = True) -> IngestResult:
+    """Read, decode, validate and shard every row of the configured source."""
+    state = _Ingest(config, staging)
+    rows = iter_raw_pairs(config)
+    total = config.max_pairs if config.format == "synthetic" else None
+    with tqdm(total=total, unit="pair", desc=f"ingest {config.format}", disable=not progress) as bar:
+        while chunk := list(islice(rows, config.chunk_rows)):
+            state.run_chunk(chunk)
+            bar.update(len(chunk))
+            bar.set_postfix(rejected=sum(len(r) for r in state.rejected))
+    return state.finish()
+
+
+def check_accounting(report: dict, pairs: pd.DataFrame, rejected: pd.DataFrame, max_reject_fraction: float) -> None:
+    """Fail unless accepted + rejected = input and the rejected fraction is within budget."""
+    if len(pairs) + len(rejected) != report["input_rows"] or len(pairs) != report["accepted_rows"]:
+        raise RuntimeError(
+            f"row accounting broken: {len(pairs)} accepted + {len(rejected)} rejected "
+            f"!= {report['input_rows']} input rows"
+        )
+    if report["input_rows"] == 0:
+        raise ValueError("the source yielded no rows: check data.format and data.path")
+    fraction = len(rejected) / report["input_rows"]
+    if fraction > max_reject_fraction:
+        top = ", ".join(f"{reason}: {count}" for reason, count in list(report["reasons"].items())[:5])
+        raise ValueError(
+            f"{len(rejected)} of {report['input_rows']} rows rejected ({fraction:.1%}), above "
+            f"data.max_reject_fraction={max_reject_fraction:.1%}. Top reasons: {top}. "
+            f"Every rejected row is in the rejected table (catalog entry rejected_pairs)."
+        )
