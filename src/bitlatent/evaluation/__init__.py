@@ -1,0 +1,1 @@
+"""Evaluation helpers outside the model core: classic codecs and report plots."""
