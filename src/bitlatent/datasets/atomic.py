@@ -1,4 +1,4 @@
-"""kedro-datasets' Parquet and JSON datasets with atomic local writes.
+"""kedro-datasets' Parquet, JSON and Matplotlib datasets with atomic local writes.
 
 On the local filesystem the data is written to a hidden temporary file beside the target
 and renamed over it, so a killed run never leaves a half-written file that looks complete.
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro_datasets.json import JSONDataset as _JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
 
 
@@ -43,3 +44,7 @@ class ParquetDataset(_AtomicLocalSave, _ParquetDataset):
 
 class JSONDataset(_AtomicLocalSave, _JSONDataset):
     """``json.JSONDataset`` with atomic local writes."""
+
+
+class MatplotlibDataset(_AtomicLocalSave, _MatplotlibDataset):
+    """``matplotlib.MatplotlibDataset`` (PNG figures) with atomic local writes."""

@@ -1,0 +1,283 @@
+"""The binary latent decoder: ±1 bits on a coarse grid -> an RGB image. No encoder.
+
+    z (B, C, h, w) in {-1, +1}
+      -> stem: 1x1 conv, bits of a cell -> features       (B, widths[0], h, w)
+      -> stage 0: residual blocks                          (B, widths[0], h, w)
+      -> stage s = 1..S-1: x2 upsampling, residual blocks  (B, widths[s], h*2^s, w*2^s)
+      -> head: k x k conv + sigmoid                        (B, 3, H, W) in [0, 1]
+
+A residual block is ``x + conv1x1(act(conv_kxk(act(x))))``: one spatial convolution, one
+pointwise. Upsampling is a 1x1 conv to 4x channels + depth-to-space ("pixelshuffle", no spatial
+reach) or nearest-neighbour x2 + a k x k conv ("nearest"). There is no normalisation over space,
+no attention, nothing global, so an output pixel depends only on a bounded window of latent
+cells: each k x k conv at stage s widens it by (k-1)/2^s cells. ``receptive_field_cells()``
+computes the width exactly from the layer list, ``influence_box()`` the pixels one cell can change.
+
+Weights are saved as safetensors plus a JSON config (``save_decoder`` / ``load_decoder``),
+never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .binary import LatentSpec
+from .io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+
+__all__ = [
+    "DecoderConfig",
+    "BinaryLatentDecoder",
+    "save_decoder",
+    "load_decoder",
+    "WEIGHTS_FILE",
+    "CONFIG_FILE",
+]
+
+WEIGHTS_FILE = "decoder.safetensors"
+CONFIG_FILE = "decoder.json"
+FORMAT = "bitlatent.decoder"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class DecoderConfig:
+    """Decoder architecture. One entry of ``widths``/``blocks_per_stage`` per resolution stage:
+    stage 0 runs at the latent grid, stage s at ``2**s`` times it, the last at the image size."""
+
+    image_size: int = 64
+    """Side of the square output image, in pixels."""
+    latent_h: int = 16
+    """Latent grid height in cells; ``image_size / latent_h`` must be a power of two."""
+    latent_w: int = 16
+    """Latent grid width in cells; must give the same upsampling factor as ``latent_h``."""
+    bits_per_cell: int = 8
+    """``C``, bits per latent cell = input channels."""
+    widths: tuple[int, ...] = (160, 96, 48)
+    """Channels of each stage, from the latent resolution up to the image resolution."""
+    blocks_per_stage: tuple[int, ...] = (3, 1, 1)
+    """Residual blocks (one k x k conv + one 1x1 conv each) in each stage."""
+    kernel_size: int = 3
+    """Odd kernel size of the spatial convolutions (blocks, head, "nearest" upsampling)."""
+    upsample: str = "pixelshuffle"
+    """"pixelshuffle" (conv at low resolution to 4x channels, then depth-to-space; cheap) or
+    "nearest" (nearest-neighbour x2, then conv at high resolution)."""
+    activation: str = "silu"
+    """Pointwise nonlinearity: "silu", "gelu" or "relu"."""
+    out_channels: int = 3
+    """Output channels (RGB)."""
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(int(v) for v in self.widths)
+        self.blocks_per_stage = tuple(int(v) for v in self.blocks_per_stage)
+        factor_h, factor_w = self.image_size / self.latent_h, self.image_size / self.latent_w
+        if factor_h != factor_w or factor_h < 1 or factor_h != int(factor_h) or int(factor_h) & (int(factor_h) - 1):
+            raise ValueError(
+                f"image_size / latent grid must be the same power of two on both axes, "
+                f"got {self.image_size} / ({self.latent_h}, {self.latent_w})"
+            )
+        if len(self.widths) != self.num_stages or len(self.blocks_per_stage) != self.num_stages:
+            raise ValueError(
+                f"widths and blocks_per_stage need {self.num_stages} entries (log2 of the upsampling "
+                f"factor + 1), got {len(self.widths)} and {len(self.blocks_per_stage)}"
+            )
+        if self.kernel_size % 2 != 1:
+            raise ValueError("kernel_size must be odd")
+        if self.upsample not in ("pixelshuffle", "nearest"):
+            raise ValueError(f"unknown upsample {self.upsample!r}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}")
+
+    @property
+    def upsampling_factor(self) -> int:
+        return self.image_size // self.latent_h
+
+    @property
+    def num_stages(self) -> int:
+        return int(math.log2(self.image_size // self.latent_h)) + 1
+
+    def latent_spec(self) -> LatentSpec:
+        return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["widths"], d["blocks_per_stage"] = list(self.widths), list(self.blocks_per_stage)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DecoderConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown DecoderConfig keys: {sorted(unknown)}")
+        return cls(**{k: data[k] for k in known if k in data})
+
+
+_ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
+
+
+def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, k, padding=k // 2)
+
+
+class ResBlock(nn.Module):
+    """x + conv1x1(act(conv_kxk(act(x)))); the 1x1 starts at zero, so each block starts as identity."""
+
+    def __init__(self, width: int, k: int, act: type[nn.Module]):
+        super().__init__()
+        self.act = act()
+        self.conv = _conv(width, width, k)
+        self.proj = _conv(width, width, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, W, h, w) -> (B, W, h, w)
+        return x + self.proj(self.act(self.conv(self.act(x))))
+
+
+class Upsample(nn.Module):
+    """x2 upsampling: (B, c_in, h, w) -> (B, c_out, 2h, 2w).
+
+    "pixelshuffle": 1x1 conv to 4*c_out channels, then depth-to-space (each cell's features make
+    its 2x2 children; no spatial reach). "nearest": nearest-neighbour x2, then a k x k conv."""
+
+    def __init__(self, c_in: int, c_out: int, k: int, mode: str, act: type[nn.Module]):
+        super().__init__()
+        self.mode = mode
+        self.act = act()
+        if mode == "pixelshuffle":
+            self.conv = _conv(c_in, 4 * c_out, 1)
+            # ICNR init: the 4 sub-pixels start identical, so there is no checkerboard at init.
+            with torch.no_grad():
+                w = self.conv.weight.view(c_out, 4, c_in, 1, 1)
+                w.copy_(w[:, :1].expand_as(w).clone())
+                b = self.conv.bias.view(c_out, 4)
+                b.copy_(b[:, :1].expand_as(b).clone())
+            self.shuffle = nn.PixelShuffle(2)
+        else:
+            self.conv = _conv(c_in, c_out, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(x)
+        if self.mode == "pixelshuffle":
+            return self.shuffle(self.conv(x))  # (B, 4*c_out, h, w) -> (B, c_out, 2h, 2w)
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class BinaryLatentDecoder(nn.Module):
+    """(B, C, h, w) signs in {-1, +1} -> (B, 3, H, W) pixels in [0, 1]."""
+
+    def __init__(self, config: DecoderConfig):
+        super().__init__()
+        self.config = cfg = config
+        act = _ACTIVATIONS[cfg.activation]
+        k = cfg.kernel_size
+        self._ops: list[tuple[str, int]] = []  # the layer list, for the receptive field
+
+        self.stem = _conv(cfg.bits_per_cell, cfg.widths[0], 1)
+        self._ops.append(("conv", 1))
+        stages = []
+        for s, (width, n_blocks) in enumerate(zip(cfg.widths, cfg.blocks_per_stage)):
+            layers: list[nn.Module] = []
+            if s > 0:
+                layers.append(Upsample(cfg.widths[s - 1], width, k, cfg.upsample, act))
+                self._ops += [("conv", 1), ("up", 2)] if cfg.upsample == "pixelshuffle" else [("up", 2), ("conv", k)]
+            for _ in range(n_blocks):
+                layers.append(ResBlock(width, k, act))
+                self._ops += [("conv", k), ("conv", 1)]
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Sequential(act(), _conv(cfg.widths[-1], cfg.out_channels, k))
+        self._ops.append(("conv", k))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.stem(z)  # (B, widths[0], h, w)
+        for stage in self.stages:
+            x = stage(x)  # (B, widths[s], h*2^s, w*2^s)
+        return torch.sigmoid(self.head(x))  # (B, 3, H, W) in [0, 1]
+
+    # ------------------------------------------------------------------ reporting
+
+    @property
+    def latent_spec(self) -> LatentSpec:
+        return self.config.latent_spec()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def receptive_field_cells(self) -> int:
+        """Width, in latent cells along one axis, of the largest window of latent cells that any
+        output pixel depends on (border clipping ignored). Computed exactly from the layer list:
+        walking back from one pixel, a k x k conv widens the interval by k//2 on each side and a
+        x2 upsampling maps [a, b] to [floor(a/2), floor(b/2)]."""
+        widest = 0
+        for p in range(self.config.upsampling_factor):  # one period of pixel phases suffices
+            lo, hi = p, p
+            for op, arg in reversed(self._ops):
+                if op == "conv":
+                    lo, hi = lo - arg // 2, hi + arg // 2
+                else:
+                    lo, hi = lo // arg, hi // arg
+            widest = max(widest, hi - lo + 1)
+        return widest
+
+    def influence_box(self, cell_y: int, cell_x: int) -> tuple[int, int, int, int]:
+        """Pixels that latent cell (cell_y, cell_x) can change: ``(y0, y1, x0, x1)``, half-open,
+        clipped to the image. Forward walk: a conv widens by k//2, a x2 upsampling maps
+        [a, b] to [2a, 2b+1]."""
+
+        def walk(i: int) -> tuple[int, int]:
+            lo, hi = i, i
+            for op, arg in self._ops:
+                if op == "conv":
+                    lo, hi = lo - arg // 2, hi + arg // 2
+                else:
+                    lo, hi = lo * arg, hi * arg + arg - 1
+            return max(lo, 0), min(hi, self.config.image_size - 1) + 1
+
+        (y0, y1), (x0, x1) = walk(cell_y), walk(cell_x)
+        return y0, y1, x0, x1
+
+    def describe(self) -> dict[str, Any]:
+        """Architecture summary for reports."""
+        return {
+            "config": self.config.to_dict(),
+            "num_parameters": self.num_parameters(),
+            "receptive_field_cells": self.receptive_field_cells(),
+            "latent_spec": self.latent_spec.to_dict(),
+        }
+
+
+# ----------------------------------------------------------------------------- save / load
+
+
+def save_decoder(decoder: BinaryLatentDecoder, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``decoder.safetensors`` (float32 weights) and ``decoder.json`` (config, latent spec,
+    parameter count, receptive field, ``extra``) into ``directory``, each atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, **decoder.describe(), "extra": extra or {}}
+    state = {k: v.float() for k, v in decoder.state_dict().items()}
+    atomic_save_tensors(directory / WEIGHTS_FILE, state, metadata={"config": json.dumps(decoder.config.to_dict())})
+    atomic_write_json(directory / CONFIG_FILE, meta)
+    return directory
+
+
+def load_decoder(directory: str | Path, device: str | torch.device = "cpu") -> BinaryLatentDecoder:
+    """Inverse of ``save_decoder``: rebuild from the JSON config, load the safetensors weights
+    (strict: every tensor present, no extra). The decoder is returned in eval mode."""
+    directory = Path(directory)
+    meta = read_json(directory / CONFIG_FILE)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
+    decoder = BinaryLatentDecoder(DecoderConfig.from_dict(meta["config"]))
+    state, _ = load_tensors(directory / WEIGHTS_FILE)
+    decoder.load_state_dict(state, strict=True)
+    return decoder.to(device).eval()

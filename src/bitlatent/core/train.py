@@ -1,0 +1,579 @@
+"""Training: (a) ``pretrain`` the decoder jointly with the latents of a subset; (b) ``fit_latents``
+for any images with the decoder frozen (this is also how a new image is "encoded").
+
+Images come in as a uint8 array-like (N, H, W, 3), e.g. a ``np.memmap`` of a shard; only the
+rows of the current batch (pretraining) or chunk (fitting) are read and turned into floats.
+
+Pretraining goes in **epochs over the subset**: every step takes the next batch of a per-epoch
+permutation, so each latent is updated once per epoch (the number of updates per latent, not of
+optimiser steps, is what limits joint training). Latents use their own Adam (per-row state, see
+``LatentTable``) with a much higher learning rate than the decoder. Bits are annealed from a
+soft relaxation to hard ±1 (``hardness_at``); the straight-through estimator carries gradients.
+
+Fitting processes the images in chunks of ``fit_batch_size``; each chunk gets ``fit_steps``
+full-chunk steps: soft -> hard annealing, a cosine-decayed learning rate, and per-image
+"keep best" over the hard-bit phase, so the result never drifts down.
+
+Randomness comes from ``seed`` only, through generators derived from (seed, epoch) and
+(seed, chunk), so runs are deterministic on CPU and a resumed run repeats exactly what an
+uninterrupted one does. Checkpoints (every ``checkpoint_every`` steps and at the end) are one
+safetensors file written atomically (temporary file + ``os.replace``): tensors (weights,
+optimiser moments, latent table, curves) plus JSON metadata (step, configs, scaler state).
+Killing a run loses only the steps after its last checkpoint; calling again with the same
+``checkpoint_dir`` resumes, and a finished run returns its result at once.
+
+On CUDA, mixed precision (bf16, or fp16 with a gradient scaler) is used when ``amp``; on CPU,
+float32 unless ``cpu_bf16`` (bf16 autocast: much faster on CPUs with AMX, still deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .binary import LatentSpec, binarize, bits_to_signs, hardness_at, unpack_bits
+from .capacity import capacity_report
+from .decoder import BinaryLatentDecoder, DecoderConfig
+from .io import atomic_save_tensors, load_tensors
+from .latents import LatentTable
+from .metrics import psnr_from_mse
+
+__all__ = [
+    "TrainConfig",
+    "PretrainResult",
+    "FitResult",
+    "pretrain",
+    "fit_latents",
+    "decode_packed",
+    "PRETRAIN_CHECKPOINT",
+    "FIT_CHECKPOINT",
+]
+
+logger = logging.getLogger(__name__)
+
+PRETRAIN_CHECKPOINT = "pretrain.safetensors"
+FIT_CHECKPOINT = "fit.safetensors"
+CURVE_KEYS = ("step", "loss", "psnr", "hardness", "wall_time")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that steers ``pretrain`` and ``fit_latents``. Fractions refer to the run's steps."""
+
+    # --- runtime
+    seed: int = 0
+    """Seed of the decoder init, the latent init and the per-epoch permutations."""
+    device: str = "auto"
+    """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ..."""
+    amp: bool = True
+    """Mixed precision on CUDA: bf16 where supported, else fp16 with a gradient scaler."""
+    cpu_bf16: bool = False
+    """bf16 autocast on CPU too (several times faster on CPUs with AMX; deterministic)."""
+    channels_last: bool = True
+    """Run convolutions in channels-last memory format (faster on CPU and on tensor cores)."""
+    loss: str = "mse"
+    """Per-pixel loss: "mse" or "l1". PSNR in the curves is always computed from the MSE."""
+    progress: bool = True
+    """Show a tqdm progress bar with loss and PSNR."""
+    checkpoint_every: int = 500
+    """Write a checkpoint every this many steps (and at the end) when a checkpoint_dir is given."""
+
+    # --- stage 1: joint pretraining of decoder + latents of a subset
+    epochs: int = 60
+    """Passes over the subset; each latent is updated once per epoch."""
+    batch_size: int = 32
+    """Images per pretraining step."""
+    decoder_lr: float = 2e-3
+    """Peak Adam learning rate of the decoder."""
+    decoder_betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas of the decoder."""
+    decoder_weight_decay: float = 0.0
+    """Decoupled weight decay of the decoder (AdamW); 0 disables."""
+    decoder_grad_clip: float = 1.0
+    """Clip the decoder's gradient norm to this value; 0 disables."""
+    warmup_steps: int = 200
+    """Linear warm-up of the decoder's learning rate."""
+    min_lr_ratio: float = 0.05
+    """Cosine decay of both learning rates down to this fraction of their peak."""
+    latent_lr: float = 0.05
+    """Adam learning rate of the latent logits (logit units per update; logits live in [-1, 1])."""
+    latent_betas: tuple[float, float] = (0.5, 0.9)
+    """Adam betas of the latents. Low: a latent's updates are an epoch apart and the decoder moves."""
+    latent_init_std: float = 0.3
+    """Std of the initial logits (random initial bits)."""
+    logit_clip: float = 1.0
+    """Logits are clamped to [-clip, clip] after each update (so any bit can still flip); 0 disables."""
+    relaxation: str = "hardtanh"
+    """Soft relaxation used while annealing: "hardtanh" (clamp(l/T, -1, 1)) or "tanh" (tanh(l/T))."""
+    temperature: float = 1.0
+    """T of the relaxation (also sets the straight-through gradient's window)."""
+    soft_until: float = 0.0
+    """Pretraining: fully soft latents up to this fraction of the steps..."""
+    hard_from: float = 0.3
+    """...then a linear ramp to hard bits, hard from this fraction on (0: hard from the start)."""
+
+    # --- stage 2: fitting latents with the decoder frozen (also: encoding new images)
+    fit_steps: int = 100
+    """Full-chunk steps per chunk of images."""
+    fit_batch_size: int = 256
+    """Images per chunk (all fitted together; the latent table holds only this chunk)."""
+    fit_lr: float = 0.1
+    """Peak Adam learning rate of the logits while fitting, cosine-decayed over fit_steps."""
+    fit_min_lr_ratio: float = 0.05
+    """Final fraction of fit_lr."""
+    fit_betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas of the logits while fitting."""
+    fit_init_std: float = 0.01
+    """Std of the initial logits when fitting (near zero: undecided bits)."""
+    fit_soft_until: float = 0.0
+    """Fitting: fully soft latents up to this fraction of fit_steps..."""
+    fit_hard_from: float = 0.5
+    """...then a ramp, hard bits from this fraction on (0: hard from the start)."""
+    fit_keep_best: bool = True
+    """Keep, per image, the hard bits with the lowest loss seen during the hard phase."""
+
+    def __post_init__(self) -> None:
+        self.decoder_betas = tuple(self.decoder_betas)
+        self.latent_betas = tuple(self.latent_betas)
+        self.fit_betas = tuple(self.fit_betas)
+        if self.loss not in ("mse", "l1"):
+            raise ValueError(f"unknown loss {self.loss!r}")
+        if self.batch_size < 1 or self.fit_batch_size < 1 or self.epochs < 0 or self.fit_steps < 0:
+            raise ValueError("batch sizes must be >= 1, epochs and fit_steps >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        return cls(**{k: data[k] for k in known if k in data})
+
+
+# Fields that may change between a run and its resumption.
+_RESUME_FREE = {"device", "amp", "cpu_bf16", "channels_last", "progress", "checkpoint_every"}
+
+
+@dataclass
+class PretrainResult:
+    decoder: BinaryLatentDecoder
+    """The trained decoder (eval mode)."""
+    latents: LatentTable
+    """The subset's latents, row i <-> ``indices[i]``; export with ``latents.packed()``."""
+    curves: dict[str, list[float]]
+    """Per step: step, loss, psnr (of the batch), hardness, wall_time (s, cumulative)."""
+    indices: np.ndarray
+    """Rows of ``images`` that were trained, in table order."""
+
+
+@dataclass
+class FitResult:
+    packed: np.ndarray
+    """uint8 (N, spec.bytes_per_image): the fitted bits, row i <-> ``indices[i]``."""
+    mse: np.ndarray
+    """float64 (N,): MSE of each image decoded from its fitted bits (float32 decoder)."""
+    spec: LatentSpec
+    curves: dict[str, list[float]]
+    """Per step: step, loss and psnr (of the chunk), hardness, wall_time; plus chunk."""
+    indices: np.ndarray
+
+    @property
+    def psnr(self) -> float:
+        """PSNR over the whole set (from the mean MSE)."""
+        return psnr_from_mse(float(self.mse.mean()))
+
+    @property
+    def psnr_mean_per_image(self) -> float:
+        return float(np.mean(10 * np.log10(1.0 / np.maximum(self.mse, 1e-12))))
+
+
+# ----------------------------------------------------------------------------- runtime helpers
+
+
+class _Runtime:
+    """Device, autocast and gradient scaler, resolved once from the config."""
+
+    def __init__(self, cfg: TrainConfig):
+        name = cfg.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(name)
+        self.amp_dtype: torch.dtype | None = None
+        if self.device.type == "cuda" and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif self.device.type == "cpu" and cfg.cpu_bf16:
+            self.amp_dtype = torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def decode(self, decoder: BinaryLatentDecoder, z: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, 3, H, W) float32, under autocast."""
+        with self.autocast():
+            out = decoder(z.contiguous(memory_format=self.memory_format))
+        return out.float()
+
+
+def _check_images(images: Any, image_size: int) -> None:
+    shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", None)
+    if shape is None or len(shape) != 4 or shape[3] != 3 or np.dtype(dtype) != np.uint8:
+        raise ValueError(f"images must be a uint8 array-like (N, H, W, 3), got {dtype} {shape}")
+    if shape[1] != image_size or shape[2] != image_size:
+        raise ValueError(f"images are {shape[1]}x{shape[2]}, the decoder makes {image_size}x{image_size}")
+
+
+def _load_batch(images: Any, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Read ``rows`` of a uint8 (N, H, W, 3) array-like -> float32 (B, 3, H, W) in [0, 1]."""
+    batch = np.stack([np.asarray(images[int(i)]) for i in rows])  # (B, H, W, 3) uint8
+    return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _loss_per_sample(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, 3, H, W) x 2 -> (B,)"""
+    if kind == "mse":
+        return F.mse_loss(out, target, reduction="none").flatten(1).mean(1)
+    return F.l1_loss(out, target, reduction="none").flatten(1).mean(1)
+
+
+def _cosine(step: int, total: int, min_ratio: float, warmup: int = 0) -> float:
+    """Learning-rate factor: linear warm-up, then cosine from 1 down to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def _permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g)
+
+
+def _new_curves(*extra: str) -> dict[str, list[float]]:
+    return {k: [] for k in (*CURVE_KEYS, *extra)}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def _optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors, keys = {}, {}
+    for i, st in sd["state"].items():
+        keys[str(i)] = sorted(st)
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"], "state_keys": keys}
+
+
+def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    state = {int(i): {k: tensors[f"opt.{i}.{k}"] for k in ks} for i, ks in meta["state_keys"].items()}
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], curves: dict[str, list[float]], state: dict[str, Any]) -> None:
+    tensors = dict(tensors)
+    for k, v in curves.items():
+        tensors[f"curve.{k}"] = torch.tensor(v, dtype=torch.float64)
+    state = {**state, "curve_keys": list(curves)}
+    atomic_save_tensors(path, tensors, metadata={"state": json.dumps(state)})
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, list[float]], dict[str, Any]]:
+    tensors, metadata = load_tensors(path, device="cpu")
+    state = json.loads(metadata["state"])
+    curves = {k: tensors.pop(f"curve.{k}").tolist() for k in state["curve_keys"]}
+    return tensors, curves, state
+
+
+def _check_resume(state: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in _RESUME_FREE}
+
+    saved = {k: strip(v) if isinstance(v, dict) else v for k, v in state["identity"].items()}
+    wanted = {k: strip(v) if isinstance(v, dict) else v for k, v in expected.items()}
+    if saved != wanted:
+        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise ValueError(f"checkpoint {path} belongs to another run (differs in {diff}); remove it or use another checkpoint_dir")
+
+
+def _subtable(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# ----------------------------------------------------------------------------- stage 1
+
+
+def pretrain(
+    images: Any,
+    decoder: BinaryLatentDecoder | DecoderConfig | None = None,
+    config: TrainConfig | None = None,
+    *,
+    indices: np.ndarray | None = None,
+    checkpoint_dir: str | Path | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> PretrainResult:
+    """Jointly train a decoder and the latents of ``images[indices]`` (all rows by default).
+
+    ``decoder``: a config (a fresh decoder is built from ``config.seed``), an existing decoder to
+    continue from, or None for ``DecoderConfig()``. ``callback(step, record)`` runs after each
+    step (``step`` = steps done). Returns the decoder, the latent table and the curves.
+    """
+    cfg = config or TrainConfig()
+    rt = _Runtime(cfg)
+    if not isinstance(decoder, BinaryLatentDecoder):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            decoder = BinaryLatentDecoder(decoder or DecoderConfig())
+    spec = decoder.latent_spec
+    _check_images(images, spec.image_size)
+    indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    n = len(indices)
+    decoder.to(rt.device, memory_format=rt.memory_format).train()
+    capacity_report(spec, n, decoder)
+
+    table = LatentTable(
+        n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=rt.device,
+        betas=cfg.latent_betas, clip=cfg.logit_clip or None,
+    )  # fmt: skip
+    opt_cls = torch.optim.AdamW if cfg.decoder_weight_decay > 0 else torch.optim.Adam
+    opt = opt_cls(decoder.parameters(), lr=cfg.decoder_lr, betas=cfg.decoder_betas, weight_decay=cfg.decoder_weight_decay)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    identity = {"kind": "pretrain", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
+                "indices_sum": int(indices.sum()), "images_shape": list(images.shape)}  # fmt: skip
+
+    curves, start, wall_before = _new_curves("epoch"), 0, 0.0
+    path = Path(checkpoint_dir) / PRETRAIN_CHECKPOINT if checkpoint_dir is not None else None
+    if path is not None and path.exists():
+        tensors, curves, state = _load_checkpoint(path, rt.device)
+        _check_resume(state, identity, path)
+        decoder.load_state_dict(_subtable("decoder.", tensors))
+        table.load_state_dict(_subtable("latents.", tensors))
+        _optimizer_from_tensors(opt, tensors, state["optimizer"])
+        if rt.scaler is not None and state.get("scaler"):
+            rt.scaler.load_state_dict(state["scaler"])
+        start, wall_before = state["step"], state["wall_time"]
+        logger.info("pretrain: resumed from %s at step %d/%d", path, start, total)
+
+    def save(step: int, wall: float) -> None:
+        opt_tensors, opt_meta = _optimizer_to_tensors(opt)
+        tensors = {**{f"decoder.{k}": v for k, v in decoder.state_dict().items()},
+                   **{f"latents.{k}": v for k, v in table.state_dict().items()}, **opt_tensors}  # fmt: skip
+        state = {"step": step, "total_steps": total, "wall_time": wall, "seed": cfg.seed, "identity": identity,
+                 "optimizer": opt_meta, "scaler": rt.scaler.state_dict() if rt.scaler is not None else None}  # fmt: skip
+        _save_checkpoint(path, tensors, curves, state)
+
+    bar = tqdm(total=total, initial=start, desc="pretrain", disable=not cfg.progress, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    perm, perm_epoch = None, -1
+    for step in range(start, total):
+        epoch, it = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm, perm_epoch = _permutation(cfg.seed, epoch, n), epoch
+        rows = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]  # (B,) rows of the table
+        x = _load_batch(images, indices[rows.numpy()], rt.device)  # (B, 3, H, W)
+        rows = rows.to(rt.device)
+
+        hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
+        lr_factor = _cosine(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+        for group in opt.param_groups:
+            group["lr"] = cfg.decoder_lr * lr_factor
+        logits = table.gather(rows)  # (B, C, h, w), leaf
+        z = binarize(logits, hardness, cfg.relaxation, cfg.temperature)  # (B, C, h, w)
+        out = rt.decode(decoder, z)  # (B, 3, H, W)
+        per_sample = _loss_per_sample(out, x, cfg.loss)  # (B,)
+        mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
+        loss = per_sample.mean()
+
+        opt.zero_grad(set_to_none=True)
+        if rt.scaler is not None:
+            rt.scaler.scale(loss).backward()
+            rt.scaler.unscale_(opt)
+            latent_grad = logits.grad / rt.scaler.get_scale()
+        else:
+            loss.backward()
+            latent_grad = logits.grad
+        if cfg.decoder_grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.decoder_grad_clip)
+        if rt.scaler is not None:
+            rt.scaler.step(opt)
+            rt.scaler.update()
+        else:
+            opt.step()
+        if bool(torch.isfinite(latent_grad).all()):
+            # d(mean loss)/d latent * B = d(own loss)/d latent: independent of the batch size
+            table.step(rows, latent_grad * len(rows), cfg.latent_lr * _cosine(step, total, cfg.min_lr_ratio))
+
+        loss_value, mse_value = loss.item(), mse.mean().item()
+        wall = wall_before + time.perf_counter() - t0
+        record = {"step": step + 1, "loss": loss_value, "psnr": psnr_from_mse(mse_value), "hardness": hardness,
+                  "wall_time": wall, "epoch": epoch}  # fmt: skip
+        for k, v in record.items():
+            curves[k].append(float(v))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.5f}", psnr=f"{record['psnr']:.2f}", hard=f"{hardness:.2f}", refresh=False)
+        if path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == total):
+            save(step + 1, wall)
+        if callback is not None:
+            callback(step + 1, record)
+    bar.close()
+    if path is not None and not path.exists():  # zero-step run
+        save(total, wall_before)
+    return PretrainResult(decoder=decoder.eval(), latents=table, curves=curves, indices=indices)
+
+
+# ----------------------------------------------------------------------------- stage 2
+
+
+def fit_latents(
+    decoder: BinaryLatentDecoder,
+    images: Any,
+    config: TrainConfig | None = None,
+    *,
+    indices: np.ndarray | None = None,
+    checkpoint_dir: str | Path | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Fit binary latents for ``images[indices]`` with the decoder frozen; returns packed bits.
+
+    Chunks of ``fit_batch_size`` images are fitted one after another (memory bounded by a chunk),
+    each for ``fit_steps`` full-chunk steps. ``callback(global_step, record)`` runs after each step.
+    """
+    cfg = config or TrainConfig()
+    rt = _Runtime(cfg)
+    spec = decoder.latent_spec
+    _check_images(images, spec.image_size)
+    indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    n = len(indices)
+    chunk = cfg.fit_batch_size
+    n_chunks = math.ceil(n / chunk)
+    total = n_chunks * cfg.fit_steps
+    was_training = decoder.training
+    decoder.to(rt.device, memory_format=rt.memory_format).eval()
+    grad_flags = [p.requires_grad for p in decoder.parameters()]
+    for p in decoder.parameters():
+        p.requires_grad_(False)  # gradients flow to the latents only
+    weights_digest = float(sum(p.double().sum().item() for p in decoder.parameters()))
+    identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
+                "indices_sum": int(indices.sum()), "images_shape": list(images.shape), "weights": weights_digest}  # fmt: skip
+
+    packed = np.zeros((n, spec.bytes_per_image), dtype=np.uint8)
+    mse_out = np.zeros(n, dtype=np.float64)
+    curves, wall_before = _new_curves("chunk"), 0.0
+    start_chunk, start_step, table_state = 0, 0, None
+    path = Path(checkpoint_dir) / FIT_CHECKPOINT if checkpoint_dir is not None else None
+    if path is not None and path.exists():
+        tensors, curves, state = _load_checkpoint(path, rt.device)
+        _check_resume(state, identity, path)
+        packed[:] = tensors["packed"].numpy()
+        mse_out[:] = tensors["mse"].numpy()
+        start_chunk, start_step, wall_before = state["chunk"], state["chunk_step"], state["wall_time"]
+        table_state = _subtable("latents.", tensors) if start_step > 0 else None
+        logger.info("fit_latents: resumed from %s at chunk %d step %d", path, start_chunk, start_step)
+
+    def save(c: int, s: int, table: LatentTable | None, wall: float) -> None:
+        tensors = {"packed": torch.from_numpy(packed), "mse": torch.from_numpy(mse_out)}
+        if table is not None and s > 0:
+            tensors.update({f"latents.{k}": v for k, v in table.state_dict().items()})
+        state = {"chunk": c, "chunk_step": s, "n_chunks": n_chunks, "wall_time": wall, "seed": cfg.seed, "identity": identity}
+        _save_checkpoint(path, tensors, curves, state)
+
+    bar = tqdm(total=total, initial=start_chunk * cfg.fit_steps + start_step, desc="fit latents",
+               disable=not cfg.progress, dynamic_ncols=True)  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        for c in range(start_chunk, n_chunks):
+            lo, hi = c * chunk, min((c + 1) * chunk, n)
+            x = _load_batch(images, indices[lo:hi], rt.device)  # (B, 3, H, W), the whole chunk
+            table = LatentTable(
+                hi - lo, spec, init_std=cfg.fit_init_std, seed=cfg.seed * 1_000_003 + 7919 * (c + 1),
+                device=rt.device, betas=cfg.fit_betas, clip=cfg.logit_clip or None, track_best=True,
+            )  # fmt: skip
+            s0 = 0
+            if c == start_chunk and table_state is not None:
+                table.load_state_dict(table_state)
+                s0 = start_step
+            rows = torch.arange(hi - lo, device=rt.device)
+            for s in range(s0, cfg.fit_steps):
+                hardness = hardness_at(s / cfg.fit_steps, cfg.fit_soft_until, cfg.fit_hard_from)
+                logits = table.gather(rows)  # (B, C, h, w), leaf
+                out = rt.decode(decoder, binarize(logits, hardness, cfg.relaxation, cfg.temperature))
+                per_sample = _loss_per_sample(out, x, cfg.loss)  # (B,)
+                per_sample.sum().backward()  # each latent gets the gradient of its own loss
+                if hardness >= 1.0 and cfg.fit_keep_best:
+                    table.update_best(rows, per_sample, logits)
+                table.step(rows, logits.grad, cfg.fit_lr * _cosine(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
+
+                step = c * cfg.fit_steps + s + 1
+                mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
+                wall = wall_before + time.perf_counter() - t0
+                record = {"step": step, "loss": per_sample.mean().item(), "psnr": psnr_from_mse(mse.mean().item()),
+                          "hardness": hardness, "wall_time": wall, "chunk": c}  # fmt: skip
+                for k, v in record.items():
+                    curves[k].append(float(v))
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.5f}", psnr=f"{record['psnr']:.2f}", refresh=False)
+                if path is not None and step % cfg.checkpoint_every == 0 and s + 1 < cfg.fit_steps:
+                    save(c, s + 1, table, wall)
+                if callback is not None:
+                    callback(step, record)
+
+            with torch.no_grad():  # the bits after the last update, then the final choice in float32
+                logits = table.logits
+                if cfg.fit_keep_best:
+                    hard = bits_to_signs(logits >= 0).to(rt.device)
+                    table.update_best(rows, _loss_per_sample(rt.decode(decoder, hard), x, cfg.loss), logits)
+                signs = table.signs(best=cfg.fit_keep_best)  # (B, C, h, w)
+                final = decoder(signs.contiguous(memory_format=rt.memory_format)).float()
+                mse_out[lo:hi] = _loss_per_sample(final, x, "mse").double().cpu().numpy()
+            packed[lo:hi] = table.packed(best=cfg.fit_keep_best)
+            if path is not None:
+                save(c + 1, 0, None, wall_before + time.perf_counter() - t0)
+    finally:
+        bar.close()
+        for p, flag in zip(decoder.parameters(), grad_flags):
+            p.requires_grad_(flag)
+        decoder.train(was_training)
+    if path is not None and n_chunks == 0:
+        save(0, 0, None, wall_before)
+    return FitResult(packed=packed, mse=mse_out, spec=spec, curves=curves, indices=indices)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+@torch.no_grad()
+def decode_packed(
+    decoder: BinaryLatentDecoder, packed: np.ndarray, batch_size: int = 256, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Packed latents uint8 (N, bytes) -> images uint8 (N, H, W, 3), float32 decoder."""
+    spec = decoder.latent_spec
+    device = torch.device(device) if device is not None else next(decoder.parameters()).device
+    was_training = decoder.training
+    decoder.eval()
+    out = np.empty((len(packed), spec.image_size, spec.image_size, 3), dtype=np.uint8)
+    for lo in range(0, len(packed), batch_size):
+        signs = bits_to_signs(unpack_bits(packed[lo : lo + batch_size], spec)).to(device)  # (B, C, h, w)
+        img = decoder(signs)  # (B, 3, H, W)
+        out[lo : lo + batch_size] = (img.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    decoder.train(was_training)
+    return out

@@ -1,0 +1,132 @@
+"""Kedro datasets for models and latents: safetensors weights + JSON config, latent shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kedro.io import AbstractDataset
+
+from bitlatent.core.decoder import BinaryLatentDecoder, load_decoder, save_decoder
+from bitlatent.data.latent_shards import LatentShard, load_latent_folder, save_latent_shard
+from bitlatent.data.shards import atomic_write_bytes
+
+LATENT_INDEX = "index.json"
+
+
+class DecoderDataset(AbstractDataset[BinaryLatentDecoder, BinaryLatentDecoder]):
+    """A decoder folder: ``model.safetensors`` + ``config.json`` (never a pickle)."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> BinaryLatentDecoder:
+        if not self._exists():
+            raise FileNotFoundError(
+                f"no decoder in {self._path}: run `kedro run --pipelines decoder_pretraining` first")
+        return load_decoder(self._path)
+
+    def save(self, data: BinaryLatentDecoder) -> None:
+        save_decoder(data, self._path)
+
+    def _exists(self) -> bool:
+        return self._path.is_dir() and any(self._path.glob("*.safetensors"))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class LatentShardsDataset(AbstractDataset[dict[str, LatentShard], dict[str, LatentShard]]):
+    """A folder of latent shards. ``save`` takes ``{relative name: LatentShard}`` (for example
+    ``{"pretrain/shard-00000": ...}``), writes each atomically, then ``index.json`` last;
+    ``load`` returns every shard under the folder merged per split."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, LatentShard]:
+        if not self._exists():
+            raise FileNotFoundError(f"no latent shards in {self._path} (no {LATENT_INDEX})")
+        return load_latent_folder(self._path)
+
+    def save(self, data: dict[str, LatentShard]) -> None:
+        for name, shard in sorted(data.items()):
+            save_latent_shard(self._path / f"{name}.npz", shard)
+        index = {name: {"rows": int(len(shard.bits))} for name, shard in sorted(data.items())}
+        atomic_write_bytes(self._path / LATENT_INDEX, json.dumps(index, indent=2).encode())
+
+    def _exists(self) -> bool:
+        return (self._path / LATENT_INDEX).is_file() or any(self._path.glob(f"*/{LATENT_INDEX}"))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class LatentParts:
+    """The latent folder of ``latent_adaptation``: one ``part-KKK-of-NNN/`` per job.
+
+    A job writes its shards one by one (each atomically) and its ``index.json`` last, so a
+    rerun skips what is done and a half-done part is never read. ``fingerprint.json`` holds
+    what the shards were fitted with (decoder hash, fit settings); when it changes, the part
+    is started afresh instead of mixing latents of two decoders.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def part_dir(self, part: int, num_parts: int) -> Path:
+        return self.root / f"part-{part:03d}-of-{num_parts:03d}"
+
+    def open_part(self, part: int, num_parts: int, fingerprint: dict) -> Path:
+        """The part's folder, emptied first if it was fitted with something else."""
+        folder = self.part_dir(part, num_parts)
+        stamp = folder / "fingerprint.json"
+        if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
+            for stale in sorted(folder.glob("**/*"), reverse=True):
+                stale.unlink() if stale.is_file() else stale.rmdir()
+        atomic_write_bytes(stamp, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
+        return folder
+
+    def complete_parts(self) -> list[Path]:
+        return sorted(p.parent for p in self.root.glob(f"part-*/{LATENT_INDEX}"))
+
+    def merged(self) -> dict[str, LatentShard]:
+        """Every complete part's shards, merged per split."""
+        parts = self.complete_parts()
+        if not parts:
+            raise FileNotFoundError(
+                f"no finished latent_adaptation part in {self.root}: run "
+                f"`kedro run --pipelines latent_adaptation` first")
+        merged: dict[str, list[LatentShard]] = {}
+        for part in parts:
+            for split, shard in load_latent_folder(part).items():
+                merged.setdefault(split, []).append(shard)
+        return {split: LatentShard(np.concatenate([s.bits for s in shards]),
+                                   np.concatenate([s.image_ids for s in shards]), shards[0].spec)
+                for split, shards in merged.items()}
+
+
+class LatentPartsDataset(AbstractDataset[dict, LatentParts]):
+    """``load`` gives the ``LatentParts`` handle (empty is fine); ``save`` takes a job's summary
+    (``{"part": k, "num_parts": n, ...}``) and writes that part's ``index.json``, marking it done."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> LatentParts:
+        return LatentParts(self._path)
+
+    def save(self, data: dict) -> None:
+        folder = LatentParts(self._path).part_dir(int(data["part"]), int(data["num_parts"]))
+        atomic_write_bytes(folder / LATENT_INDEX, json.dumps(data, indent=2).encode())
+
+    def _exists(self) -> bool:
+        return bool(LatentParts(self._path).complete_parts())
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

@@ -1,0 +1,68 @@
+"""Stage 1: the decoder and the pretrain split's latents, trained jointly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bitlatent.configs import PretrainingConfig, train_config
+from bitlatent.core.capacity import capacity_report
+from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
+from bitlatent.core.train import pretrain
+from bitlatent.data.latent_shards import LatentShard
+from bitlatent.data.lookup import images_table, shard_image_ids
+from bitlatent.data.shards import ImageShards
+from bitlatent.reporting.plots import training_curves
+
+log = logging.getLogger(__name__)
+SPLIT = "pretrain"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-able parts (configs, data indexes)."""
+    payload = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def pretrain_decoder(
+    image_shards: ImageShards, pairs: pd.DataFrame, decoder: dict[str, Any], pretraining: dict[str, Any],
+) -> tuple[BinaryLatentDecoder, dict, dict[str, LatentShard], dict, Figure, dict]:
+    """Train the decoder with the latents of every ``pretrain`` image.
+
+    Returns the decoder, the latent spec, the pretrain latents (one latent shard per image
+    shard), the training curves, their plot and the capacity report.
+    """
+    config = PretrainingConfig.from_dict(pretraining)
+    train = train_config(config.train, "pretraining")
+    decoder_config = DecoderConfig.from_dict({**decoder, "image_size": image_shards.image_size})
+    shard_rows = [len(image_shards.shard(SPLIT, i)) for i in range(image_shards.num_shards(SPLIT))]
+    if not shard_rows:
+        raise ValueError("the pretrain split has no images: check data.splits")
+    table = images_table(pairs)
+    ids = [shard_image_ids(table, SPLIT, i, rows) for i, rows in enumerate(shard_rows)]
+    images = np.concatenate([np.asarray(image_shards.shard(SPLIT, i)) for i in range(len(shard_rows))])
+
+    run_id = fingerprint(decoder_config.to_dict(), train.to_dict(), image_shards.index,
+                         [list(map(str, chunk[:3])) + [len(chunk)] for chunk in ids])
+    checkpoint_dir = f"{config.checkpoint_root}/{run_id}"
+    log.info("pretraining on %d images, checkpoints in %s", len(images), checkpoint_dir)
+    result = pretrain(images, decoder_config, train, checkpoint_dir=checkpoint_dir)
+
+    spec = result.decoder.latent_spec
+    packed = result.latents.packed()  # (N, bytes), row i <-> images[i]
+    latents, start = {}, 0
+    for i, chunk in enumerate(ids):
+        latents[f"{SPLIT}/shard-{i:05d}"] = LatentShard(packed[start:start + len(chunk)], chunk, spec)
+        start += len(chunk)
+
+    capacity = capacity_report(spec, len(images), result.decoder).to_dict()  # warns when it exceeds
+    capacity["receptive_field_cells"] = result.decoder.receptive_field_cells()
+    figure = training_curves(result.curves, f"decoder pretraining: {len(images)} images, "
+                                            f"{spec.bits_per_image} bits/image")
+    return result.decoder, spec.to_dict(), latents, result.curves, figure, capacity

@@ -1,0 +1,18 @@
+"""The ``evaluation`` pipeline: everything in ``data/08_reporting/metrics.json``."""
+
+from kedro.pipeline import Pipeline, node
+
+from bitlatent.pipelines.evaluation.nodes import evaluate_reconstruction, write_metrics
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline([
+        node(
+            evaluate_reconstruction,
+            inputs=["image_shards", "pairs", "decoder", "pretrain_latents", "adapted_latents",
+                    "capacity", "params:evaluation"],
+            outputs=["reconstruction_metrics", "reconstruction_grid", "rate_distortion_plot"],
+            name="evaluate_reconstruction",
+        ),
+        node(write_metrics, inputs=["reconstruction_metrics"], outputs="metrics", name="write_metrics"),
+    ])

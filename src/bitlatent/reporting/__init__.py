@@ -1,0 +1,1 @@
+"""Figures for the reports under ``data/08_reporting`` (matplotlib, headless)."""

