@@ -40,6 +40,11 @@ def _image_files(inputs: tuple[str, ...]) -> list[Path]:
     return files
 
 
+# Kedro imports ``<package>.cli`` and reads ``cli`` for project-specific ``kedro`` commands;
+# bitlatent adds none there (its own commands live in ``main``), so Kedro's defaults stay.
+cli = click.Group(name="bitlatent-kedro")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(bitlatent.__version__, prog_name="bitlatent")
 def main() -> None:
@@ -107,6 +112,14 @@ def decode(latents: str, output: str, decoder_dir: str) -> None:
         Image.fromarray(image).save(folder / f"{index:05d}_{stem}.png")
     click.echo(f"wrote {len(images)} PNGs to {folder}")
 
+
+def _add_subcommands() -> None:
+    from bitlatent.kubeflow.cli import kubeflow
+
+    main.add_command(kubeflow)
+
+
+_add_subcommands()
 
 if __name__ == "__main__":
     main()

@@ -49,19 +49,28 @@ class ComponentConfig:
     shard_namespace: str | None = None
     """Fan out over shards: each iteration runs with ``<ns>.shard=i,<ns>.num_shards=n``."""
     params: dict[str, str] = field(default_factory=dict)
-    """Extra ``--params`` for this pipeline; ``{shared_root}`` and ``{storage_root}`` are
-    replaced by the compile-time roots."""
+    """Extra ``--params`` for this pipeline; ``{shared_root}`` becomes the mount path of the
+    shared volume. (Paths in object storage belong in ``conf/k8s``, which follows the
+    ``storage_root`` run parameter.)"""
 
 
 def default_components() -> dict[str, ComponentConfig]:
-    """Per-pipeline defaults (DESIGN.md §1.5: pretraining, adaptation and alignment on GPUs)."""
+    """Per-pipeline defaults (DESIGN.md §1.5: pretraining, adaptation and alignment on GPUs).
+
+    Parameters that are local paths under ``data/`` (scratch, checkpoints) are moved to the
+    shared volume here; ``tests/kubeflow`` checks that none is left on the pod's disk.
+    """
     return {
         "data_validation": ComponentConfig(
             "2", "4", "8Gi", "16Gi",
             # Stage the shards on the shared volume: the commit is then one rename.
             params={"data.scratch_dir": "{shared_root}/02_intermediate/scratch"},
         ),
-        "decoder_pretraining": ComponentConfig("8", "8", "32Gi", "64Gi", accelerators=1),
+        "decoder_pretraining": ComponentConfig(
+            "8", "8", "32Gi", "64Gi", accelerators=1,
+            # Checkpoints must outlive the pod for a retried run to resume from them.
+            params={"pretraining.checkpoint_root": "{shared_root}/06_models/checkpoints/pretraining"},
+        ),
         "latent_adaptation": ComponentConfig(
             "4", "8", "16Gi", "32Gi", accelerators=1, shard_namespace="latent_adaptation"
         ),
@@ -206,13 +215,13 @@ def build_pipeline(dag: PipelineDag, options: CompileOptions, default_storage_ro
 
     if options.num_shards < 1:
         raise ValueError(f"num_shards must be at least 1, got {options.num_shards}")
-    roots = {"shared_root": shared_root, "storage_root": default_storage_root}
     components = {}
     for name in dag.order:
         config = options.component(name)
         # shared_root always travels: the catalog's local paths then match the mount path.
         fixed = [f"shared_root={shared_root}"]
-        fixed += [f"{k}={str(v).format(**roots)}" for k, v in config.params.items()]
+        fixed += [f"{k}={str(v).format(shared_root=shared_root)}"
+                  for k, v in config.params.items()]
         components[name] = _kedro_component(name, options, fixed, config.shard_namespace)
 
     order = " -> ".join(dag.order)
