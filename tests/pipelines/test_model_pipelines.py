@@ -72,8 +72,8 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
     monkeypatch.chdir(trained)
     for part in (0, 1):
         run("latent_adaptation", tiny_params(shard=part, num_shards=2))
-    parts = sorted(Path("data/07_model_output/latents").glob("part-*-of-002"))
-    assert [p.name for p in parts] == ["part-000-of-002", "part-001-of-002"]
+    parts = sorted(Path("data/07_model_output/latents").glob("part-*-of-2"))
+    assert [p.name for p in parts] == ["part-0-of-2", "part-1-of-2"]
     done = [json.loads((p / "index.json").read_text()) for p in parts]
     units = done[0]["units"] + done[1]["units"]
     assert len(units) == len(set(units)) >= 3  # disjoint, together every adapt/test shard

@@ -28,6 +28,7 @@ float32 unless ``cpu_bf16`` (bf16 autocast: much faster on CPUs with AMX, still 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -472,7 +473,9 @@ def fit_latents(
     grad_flags = [p.requires_grad for p in decoder.parameters()]
     for p in decoder.parameters():
         p.requires_grad_(False)  # gradients flow to the latents only
-    weights_digest = float(sum(p.double().sum().item() for p in decoder.parameters()))
+    weights_digest = hashlib.sha256(b"".join(v.detach().float().cpu().numpy().tobytes() for v in decoder.state_dict().values())).hexdigest()
+    # fp16 autocast (CUDA without bf16): scale the loss so that small gradients do not underflow
+    loss_scale = 1024.0 if rt.amp_dtype == torch.float16 else 1.0
     identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
                 "indices_sum": int(indices.sum()), "images_shape": list(images.shape), "weights": weights_digest}  # fmt: skip
 
@@ -518,10 +521,12 @@ def fit_latents(
                 logits = table.gather(rows)  # (B, C, h, w), leaf
                 out = rt.decode(decoder, binarize(logits, hardness, cfg.relaxation, cfg.temperature))
                 per_sample = _loss_per_sample(out, x, cfg.loss)  # (B,)
-                per_sample.sum().backward()  # each latent gets the gradient of its own loss
+                (per_sample.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
                 if hardness >= 1.0 and cfg.fit_keep_best:
                     table.update_best(rows, per_sample, logits)
-                table.step(rows, logits.grad, cfg.fit_lr * _cosine(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
+                grad = logits.grad / loss_scale
+                if bool(torch.isfinite(grad).all()):
+                    table.step(rows, grad, cfg.fit_lr * _cosine(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
 
                 step = c * cfg.fit_steps + s + 1
                 mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")

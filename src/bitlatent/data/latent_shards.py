@@ -5,8 +5,8 @@ The same file format serves the pipelines' latent shards and the ``bitlatent enc
 ``bitlatent decode`` commands. Layout of the latent folders::
 
     latents/pretrain/shard-00000.npz              written by decoder_pretraining
-    latents/part-000-of-008/adapt/shard-00003.npz written by latent_adaptation, job 0 of 8
-    latents/part-000-of-008/index.json            written last by that job
+    latents/part-0-of-8/adapt/shard-00003.npz     written by latent_adaptation, job 0 of 8
+    latents/part-0-of-8/index.json                written last by that job
 
 Reads use ``np.load(allow_pickle=False)``: a latent file from anyone is safe to open.
 """

@@ -67,7 +67,7 @@ class LatentShardsDataset(AbstractDataset[dict[str, LatentShard], dict[str, Late
 
 
 class LatentParts:
-    """The latent folder of ``latent_adaptation``: one ``part-KKK-of-NNN/`` per job.
+    """The latent folder of ``latent_adaptation``: one ``part-K-of-N/`` per job.
 
     A job writes its shards one by one (each atomically) and its ``index.json`` last, so a
     rerun skips what is done and a half-done part is never read. ``fingerprint.json`` holds
@@ -79,7 +79,7 @@ class LatentParts:
         self.root = Path(root)
 
     def part_dir(self, part: int, num_parts: int) -> Path:
-        return self.root / f"part-{part:03d}-of-{num_parts:03d}"
+        return self.root / f"part-{part}-of-{num_parts}"
 
     def open_part(self, part: int, num_parts: int, fingerprint: dict) -> Path:
         """The part's folder, emptied first if it was fitted with something else."""

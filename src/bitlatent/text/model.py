@@ -2,6 +2,7 @@
 
     token states (B, L, 384) from MiniLM, mask (B, L)
       -> LayerNorm + Linear                               tokens  (B, L, d)
+      -> text_layers blocks: tokens += SelfAttention, MLP         (B, L, d)
       cell queries (h*w, d), learned, one per latent cell
       -> N blocks:  cells += CrossAttention(cells -> tokens)      (B, h*w, d)
                     cells += SelfAttention(cells)   (optional: cells agree with each other)
@@ -76,8 +77,11 @@ class TextToLatentConfig:
     """``d``: width of the cell queries and of every block."""
     heads: int = 4
     """Attention heads; ``width`` must be divisible by it."""
+    text_layers: int = 1
+    """Trainable self-attention blocks over the (frozen) encoder's tokens before the cells read them:
+    they let words of one clause meet (e.g. "red" and "top left"); 0 disables."""
     layers: int = 2
-    """Blocks of (cross-attention, optional self-attention, MLP)."""
+    """Blocks of (cross-attention, optional self-attention, MLP) over the cell queries."""
     mlp_ratio: int = 4
     """Hidden width of each block's MLP, as a multiple of ``width``."""
     cell_self_attention: bool = True
@@ -86,6 +90,13 @@ class TextToLatentConfig:
     """Dropout on attention weights and MLP outputs while training."""
     code_bits: int = 64
     """``K``: bits of the shared text / image code used for Hamming retrieval."""
+    code_source: str = "cells"
+    """What the text code is computed from: "cells" (an MLP on the mean cell feature), "bits" (an
+    MLP on the predicted soft signs tanh(bit logits)), or "shared" (the image code head itself,
+    applied to the predicted soft signs: text and image codes agree when the latents agree)."""
+    detach_code: bool = False
+    """Stop the text code's gradient at the cell features: the contrastive term then trains only the
+    code heads and cannot pull the bit predictor away from the latent."""
     image_code_hidden: int = 512
     """Hidden width of the image code MLP (from the C*h*w latent bits to K)."""
     encoder_name: str = ENCODER_NAME
@@ -101,10 +112,12 @@ class TextToLatentConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"TextToLatentConfig.{name} must be a positive int, got {value!r}")
-        if self.layers < 0:
-            raise ValueError("layers must be >= 0")
+        if self.layers < 0 or self.text_layers < 0:
+            raise ValueError("layers and text_layers must be >= 0")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.code_source not in ("cells", "bits", "shared"):
+            raise ValueError(f"code_source must be 'cells', 'bits' or 'shared', got {self.code_source!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
 
@@ -154,6 +167,23 @@ class Attention(nn.Module):
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, Q, d)
 
 
+class TokenBlock(nn.Module):
+    """Pre-norm residual block over the tokens: masked self-attention, MLP. (B, L, d) -> (B, L, d)."""
+
+    def __init__(self, cfg: TextToLatentConfig):
+        super().__init__()
+        d = cfg.width
+        self.norm_attn = nn.LayerNorm(d)
+        self.attn = Attention(d, cfg.heads, cfg.dropout)
+        self.norm_mlp = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d), nn.Dropout(cfg.dropout))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        t = self.norm_attn(tokens)
+        tokens = tokens + self.attn(t, t, mask)  # padding tokens are never attended to
+        return tokens + self.mlp(self.norm_mlp(tokens))
+
+
 class Block(nn.Module):
     """Pre-norm residual block: cross-attention to the tokens, self-attention among cells, MLP."""
 
@@ -178,6 +208,11 @@ class Block(nn.Module):
 # ----------------------------------------------------------------------------- the model
 
 
+def _bits_mlp(n_bits: int, hidden: int, k: int) -> nn.Sequential:
+    """(B, n_bits) signs -> (B, k) code logits."""
+    return nn.Sequential(nn.Linear(n_bits, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, k))
+
+
 class TextToLatent(nn.Module):
     """Token states (B, L, text_dim) + mask (B, L) -> bit logits (B, C, h, w), text code logits (B, K)."""
 
@@ -187,29 +222,39 @@ class TextToLatent(nn.Module):
         d = cfg.width
         self.token_norm = nn.LayerNorm(cfg.text_dim)
         self.token_proj = nn.Linear(cfg.text_dim, d)
+        self.text_blocks = nn.ModuleList(TokenBlock(cfg) for _ in range(cfg.text_layers))
         self.cell_queries = nn.Parameter(torch.randn(cfg.num_cells, d) * 0.02)  # (h*w, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(d)
         self.bit_head = nn.Linear(d, cfg.bits_per_cell)  # shared by all cells
         self.bit_bias = nn.Parameter(torch.zeros(cfg.bits_per_cell, cfg.latent_h, cfg.latent_w))  # per bit
-        self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
         n_bits = cfg.bits_per_cell * cfg.num_cells
-        self.image_code_head = nn.Sequential(
-            nn.Linear(n_bits, cfg.image_code_hidden), nn.GELU(), nn.LayerNorm(cfg.image_code_hidden),
-            nn.Linear(cfg.image_code_hidden, cfg.code_bits),
-        )  # fmt: skip
+        if cfg.code_source == "cells":
+            self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
+        elif cfg.code_source == "bits":
+            self.text_code_head = _bits_mlp(n_bits, cfg.image_code_hidden, cfg.code_bits)
+        self.image_code_head = _bits_mlp(n_bits, cfg.image_code_hidden, cfg.code_bits)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
         mask = mask.bool()  # (B, L)
         tokens = self.token_proj(self.token_norm(states))  # (B, L, d)
+        for block in self.text_blocks:
+            tokens = block(tokens, mask)  # (B, L, d)
         cells = self.cell_queries.unsqueeze(0).expand(states.shape[0], -1, -1)  # (B, h*w, d)
         for block in self.blocks:
             cells = block(cells, tokens, mask)  # (B, h*w, d)
         cells = self.out_norm(cells)
         logits = self.bit_head(cells)  # (B, h*w, C)
         bit_logits = logits.transpose(1, 2).unflatten(2, (cfg.latent_h, cfg.latent_w)) + self.bit_bias  # (B, C, h, w)
-        code_logits = self.text_code_head(cells.mean(1))  # (B, K)
+        if cfg.code_source == "cells":
+            code_in = cells.mean(1)  # (B, d)
+        else:
+            code_in = torch.tanh(bit_logits).flatten(1)  # (B, C*h*w): predicted soft signs
+        if cfg.detach_code:
+            code_in = code_in.detach()
+        head = self.image_code_head if cfg.code_source == "shared" else self.text_code_head
+        code_logits = head(code_in)  # (B, K)
         return bit_logits, code_logits
 
     def image_code_logits(self, bits: torch.Tensor) -> torch.Tensor:
