@@ -79,10 +79,36 @@ class EvaluationConfig:
     codec_images: int = 300
     """Test images JPEG and WebP are run on at matched bits per image."""
     grid_images: int = 8
-    """Originals shown beside their reconstructions in the grid, per split."""
+    """Originals shown beside their reconstructions in the grid, per split (and generated images)."""
+    generated_captions: int = 500
+    """Test captions images are generated from, for attribute accuracy (synthetic source)."""
     max_capacity_ratio: float = 1.0
     """Warn when decoder parameter bits exceed this multiple of the latent bits."""
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> EvaluationConfig:
         return _strict(cls, params, "evaluation")
+
+
+@dataclass
+class AlignmentConfig:
+    """``alignment``: the text-to-latent model, trained on the fitted latents of pretrain + adapt."""
+
+    feature_cache: str = "data/04_feature/text_features"
+    """MiniLM token states per caption (float16 shards), computed once and reused."""
+    checkpoint_root: str = "data/06_models/checkpoints/alignment"
+    """Checkpoints go to ``<root>/<fingerprint>/`` (resume after a kill, as in pretraining)."""
+    train_splits: list[str] = field(default_factory=lambda: ["pretrain", "adapt"])
+    """Splits whose captions and fitted latents the model is trained on."""
+    val_split: str = "test"
+    """Split evaluated during training (never trained on)."""
+    max_captions: int | None = None
+    """Cap on training captions (the first by sample id); null: all."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """``bitlatent.text.model.TextToLatentConfig`` fields (width, layers, code_bits, max_length...)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """``bitlatent.text.train.TextTrainConfig`` fields (epochs, batch_size, lr, contrastive_weight...)."""
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> AlignmentConfig:
+        return _strict(cls, params, "alignment")

@@ -130,3 +130,32 @@ class LatentPartsDataset(AbstractDataset[dict, LatentParts]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class TextToLatentDataset(AbstractDataset):
+    """A text-to-latent folder: ``text_to_latent.safetensors`` + ``text_to_latent.json``.
+
+    ``load`` returns the ``bitlatent.text.model.TextToLatent`` head (eval mode); combine it with
+    the MiniLM encoder (``bitlatent.text.encoder.load_text_encoder``) or wrap both in
+    ``TextToLatentPipeline`` for ``input_ids, attention_mask -> bits``.
+    """
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self):
+        from bitlatent.text.model import load_text_to_latent
+
+        return load_text_to_latent(self._path)
+
+    def save(self, data) -> None:
+        from bitlatent.text.model import save_text_to_latent
+
+        save_text_to_latent(data, self._path)
+
+    def _exists(self) -> bool:
+        return self._path.is_dir() and any(self._path.glob("*.safetensors"))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

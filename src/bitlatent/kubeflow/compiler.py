@@ -74,7 +74,11 @@ def default_components() -> dict[str, ComponentConfig]:
         "latent_adaptation": ComponentConfig(
             "4", "8", "16Gi", "32Gi", accelerators=1, shard_namespace="latent_adaptation"
         ),
-        "alignment": ComponentConfig("4", "8", "16Gi", "32Gi", accelerators=1),
+        "alignment": ComponentConfig(
+            "4", "8", "16Gi", "32Gi", accelerators=1,
+            params={"alignment.feature_cache": "{shared_root}/04_feature/text_features",
+                    "alignment.checkpoint_root": "{shared_root}/06_models/checkpoints/alignment"},
+        ),
         "evaluation": ComponentConfig("4", "8", "16Gi", "32Gi"),
         "export": ComponentConfig("2", "4", "8Gi", "16Gi"),
     }

@@ -56,3 +56,19 @@ def rate_distortion(codec_curves: dict[str, list[dict]], ours: list[dict], title
     axis.legend()
     figure.tight_layout()
     return figure
+
+
+def captioned_grid(images: np.ndarray, captions: list[str], title: str, columns: int = 4) -> Figure:
+    """Images (uint8 (n, H, W, 3)) with their (wrapped) captions underneath."""
+    import textwrap
+
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.4 * rows))
+    for axis in np.atleast_1d(axes).ravel():
+        axis.axis("off")
+    for axis, image, caption in zip(np.atleast_1d(axes).ravel(), images, captions):
+        axis.imshow(image, interpolation="nearest")
+        axis.set_title("\n".join(textwrap.wrap(caption, 32)[:3]), fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure

@@ -3,12 +3,13 @@
     token states (B, L, 384) from MiniLM, mask (B, L)
       -> LayerNorm + Linear                               tokens  (B, L, d)
       -> text_layers blocks: tokens += SelfAttention, MLP         (B, L, d)
-      cell queries (h*w, d), learned, one per latent cell
-      -> N blocks:  cells += CrossAttention(cells -> tokens)      (B, h*w, d)
+      queries (hq*wq, d), learned, one per patch x patch block of latent cells (hq = h / patch)
+      -> N blocks:  cells += CrossAttention(cells -> tokens)      (B, hq*wq, d)
                     cells += SelfAttention(cells)   (optional: cells agree with each other)
                     cells += MLP(cells)
-      -> LayerNorm + Linear(d, C) per cell, + a per-bit bias      bit logits (B, C, h, w)
-      -> mean over cells -> MLP                                   text code logits (B, K)
+      -> LayerNorm + Linear(d, C*patch*patch) per query
+         -> rearranged onto the grid, + a per-bit bias            bit logits (B, C, h, w)
+      -> mean over queries -> MLP                                 text code logits (B, K)
 
     image latent bits (B, C, h, w) in {0, 1} -> ±1 -> flatten -> MLP     image code logits (B, K)
 
@@ -71,6 +72,9 @@ class TextToLatentConfig:
     """``C``, bits per latent cell (``LatentSpec.bits_per_cell``)."""
     image_size: int = 64
     """Side of the image the latent decodes to (only recorded, for ``latent_spec()``)."""
+    patch: int = 2
+    """Each query predicts a ``patch x patch`` block of latent cells (``h / patch * w / patch``
+    queries, ``C * patch**2`` logits each): attention cost falls by ``patch**4``. 1: one query per cell."""
     text_dim: int = 384
     """Width of the text encoder's token states (MiniLM: 384)."""
     width: int = 256
@@ -90,13 +94,6 @@ class TextToLatentConfig:
     """Dropout on attention weights and MLP outputs while training."""
     code_bits: int = 64
     """``K``: bits of the shared text / image code used for Hamming retrieval."""
-    code_source: str = "cells"
-    """What the text code is computed from: "cells" (an MLP on the mean cell feature), "bits" (an
-    MLP on the predicted soft signs tanh(bit logits)), or "shared" (the image code head itself,
-    applied to the predicted soft signs: text and image codes agree when the latents agree)."""
-    detach_code: bool = False
-    """Stop the text code's gradient at the cell features: the contrastive term then trains only the
-    code heads and cannot pull the bit predictor away from the latent."""
     image_code_hidden: int = 512
     """Hidden width of the image code MLP (from the C*h*w latent bits to K)."""
     encoder_name: str = ENCODER_NAME
@@ -114,16 +111,21 @@ class TextToLatentConfig:
                 raise ValueError(f"TextToLatentConfig.{name} must be a positive int, got {value!r}")
         if self.layers < 0 or self.text_layers < 0:
             raise ValueError("layers and text_layers must be >= 0")
+        if self.patch < 1 or self.latent_h % self.patch or self.latent_w % self.patch:
+            raise ValueError(f"patch {self.patch} must divide the latent grid {self.latent_h} x {self.latent_w}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-        if self.code_source not in ("cells", "bits", "shared"):
-            raise ValueError(f"code_source must be 'cells', 'bits' or 'shared', got {self.code_source!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
 
     @property
     def num_cells(self) -> int:
         return self.latent_h * self.latent_w
+
+    @property
+    def query_grid(self) -> tuple[int, int]:
+        """``(h / patch, w / patch)``: the grid of queries."""
+        return self.latent_h // self.patch, self.latent_w // self.patch
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
@@ -208,11 +210,6 @@ class Block(nn.Module):
 # ----------------------------------------------------------------------------- the model
 
 
-def _bits_mlp(n_bits: int, hidden: int, k: int) -> nn.Sequential:
-    """(B, n_bits) signs -> (B, k) code logits."""
-    return nn.Sequential(nn.Linear(n_bits, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, k))
-
-
 class TextToLatent(nn.Module):
     """Token states (B, L, text_dim) + mask (B, L) -> bit logits (B, C, h, w), text code logits (B, K)."""
 
@@ -223,17 +220,18 @@ class TextToLatent(nn.Module):
         self.token_norm = nn.LayerNorm(cfg.text_dim)
         self.token_proj = nn.Linear(cfg.text_dim, d)
         self.text_blocks = nn.ModuleList(TokenBlock(cfg) for _ in range(cfg.text_layers))
-        self.cell_queries = nn.Parameter(torch.randn(cfg.num_cells, d) * 0.02)  # (h*w, d)
+        hq, wq = cfg.query_grid
+        self.cell_queries = nn.Parameter(torch.randn(hq * wq, d) * 0.02)  # (hq*wq, d), one per patch
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(d)
-        self.bit_head = nn.Linear(d, cfg.bits_per_cell)  # shared by all cells
+        self.bit_head = nn.Linear(d, cfg.bits_per_cell * cfg.patch**2)  # shared by all queries
         self.bit_bias = nn.Parameter(torch.zeros(cfg.bits_per_cell, cfg.latent_h, cfg.latent_w))  # per bit
+        self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
         n_bits = cfg.bits_per_cell * cfg.num_cells
-        if cfg.code_source == "cells":
-            self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
-        elif cfg.code_source == "bits":
-            self.text_code_head = _bits_mlp(n_bits, cfg.image_code_hidden, cfg.code_bits)
-        self.image_code_head = _bits_mlp(n_bits, cfg.image_code_hidden, cfg.code_bits)
+        self.image_code_head = nn.Sequential(
+            nn.Linear(n_bits, cfg.image_code_hidden), nn.GELU(), nn.LayerNorm(cfg.image_code_hidden),
+            nn.Linear(cfg.image_code_hidden, cfg.code_bits),
+        )  # fmt: skip
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.config
@@ -241,20 +239,17 @@ class TextToLatent(nn.Module):
         tokens = self.token_proj(self.token_norm(states))  # (B, L, d)
         for block in self.text_blocks:
             tokens = block(tokens, mask)  # (B, L, d)
-        cells = self.cell_queries.unsqueeze(0).expand(states.shape[0], -1, -1)  # (B, h*w, d)
+        cells = self.cell_queries.unsqueeze(0).expand(states.shape[0], -1, -1)  # (B, hq*wq, d)
         for block in self.blocks:
-            cells = block(cells, tokens, mask)  # (B, h*w, d)
+            cells = block(cells, tokens, mask)  # (B, hq*wq, d)
         cells = self.out_norm(cells)
-        logits = self.bit_head(cells)  # (B, h*w, C)
-        bit_logits = logits.transpose(1, 2).unflatten(2, (cfg.latent_h, cfg.latent_w)) + self.bit_bias  # (B, C, h, w)
-        if cfg.code_source == "cells":
-            code_in = cells.mean(1)  # (B, d)
-        else:
-            code_in = torch.tanh(bit_logits).flatten(1)  # (B, C*h*w): predicted soft signs
-        if cfg.detach_code:
-            code_in = code_in.detach()
-        head = self.image_code_head if cfg.code_source == "shared" else self.text_code_head
-        code_logits = head(code_in)  # (B, K)
+        hq, wq = cfg.query_grid
+        p = cfg.patch
+        logits = self.bit_head(cells)  # (B, hq*wq, C*p*p)
+        logits = logits.unflatten(1, (hq, wq)).unflatten(3, (cfg.bits_per_cell, p, p))  # (B, hq, wq, C, p, p)
+        logits = logits.permute(0, 3, 1, 4, 2, 5).flatten(4, 5).flatten(2, 3)  # (B, C, hq*p, wq*p) = (B, C, h, w)
+        bit_logits = logits + self.bit_bias  # (B, C, h, w)
+        code_logits = self.text_code_head(cells.mean(1))  # (B, K)
         return bit_logits, code_logits
 
     def image_code_logits(self, bits: torch.Tensor) -> torch.Tensor:

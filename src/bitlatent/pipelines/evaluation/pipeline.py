@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
+from bitlatent.pipelines.evaluation.alignment import evaluate_text
 from bitlatent.pipelines.evaluation.nodes import evaluate_reconstruction, write_metrics
 
 
@@ -14,5 +15,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             outputs=["reconstruction_metrics", "reconstruction_grid", "rate_distortion_plot"],
             name="evaluate_reconstruction",
         ),
-        node(write_metrics, inputs=["reconstruction_metrics"], outputs="metrics", name="write_metrics"),
+        node(
+            evaluate_text,
+            inputs=["pairs", "decoder", "text_to_latent", "pretrain_latents", "adapted_latents",
+                    "params:data", "params:alignment", "params:evaluation"],
+            outputs=["text_metrics", "generation_grid"],
+            name="evaluate_text",
+        ),
+        node(write_metrics, inputs=["reconstruction_metrics", "text_metrics"], outputs="metrics",
+             name="write_metrics"),
     ])

@@ -1,0 +1,69 @@
+"""Text in the shared binary space: MiniLM features → text-to-latent model."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bitlatent.configs import AlignmentConfig
+from bitlatent.core.binary import unpack_bits
+from bitlatent.data.latent_shards import LatentShard
+from bitlatent.datasets.models import LatentParts
+from bitlatent.pipelines.decoder_pretraining.nodes import fingerprint
+from bitlatent.reporting.plots import training_curves
+from bitlatent.text.encoder import load_text_encoder, TextFeatureCache
+from bitlatent.text.model import TextToLatent, TextToLatentConfig
+from bitlatent.text.train import AlignmentData, TextTrainConfig, train_text_to_latent
+
+log = logging.getLogger(__name__)
+
+
+def all_latents(pretrain_latents: dict[str, LatentShard], adapted_latents: LatentParts) -> dict[str, LatentShard]:
+    """Every split's fitted latents: pretraining's and every finished adaptation part's."""
+    return {**pretrain_latents, **adapted_latents.merged()}
+
+
+def alignment_data(pairs: pd.DataFrame, latents: dict[str, LatentShard], splits: list[str],
+                   cache: TextFeatureCache, encoder, max_captions: int | None = None) -> AlignmentData:
+    """Captions of ``splits`` paired (by image id) with their images' fitted latent bits."""
+    rows = pairs[pairs["split"].isin(splits)].sort_values("sample_id")
+    if max_captions is not None:
+        rows = rows.iloc[:max_captions]
+    present = [s for s in splits if s in latents]
+    if not present or rows.empty:
+        raise ValueError(f"no captions with latents in splits {splits}: run the earlier pipelines first")
+    bits = np.concatenate([unpack_bits(latents[s].bits, latents[s].spec) for s in present])
+    ids = np.concatenate([latents[s].image_ids for s in present])
+    features = cache.get(rows["caption"].tolist(), encoder)
+    return AlignmentData.from_ids(features, rows["image_id"].tolist(), bits, ids)
+
+
+def train_alignment(
+    pairs: pd.DataFrame, pretrain_latents: dict[str, LatentShard], adapted_latents: LatentParts,
+    alignment: dict[str, Any],
+) -> tuple[TextToLatent, dict, Figure]:
+    """Train the text-to-latent model on the train splits' captions, validated on ``val_split``."""
+    config = AlignmentConfig.from_dict(alignment)
+    train = TextTrainConfig.from_dict(config.train)
+    latents = all_latents(pretrain_latents, adapted_latents)
+    spec = next(iter(latents.values())).spec
+    encoder = load_text_encoder()
+    model_config = TextToLatentConfig.from_dict({
+        **config.model, "latent_h": spec.h, "latent_w": spec.w, "bits_per_cell": spec.bits_per_cell,
+        "image_size": spec.image_size, "encoder_revision": encoder.info.revision})
+    cache = TextFeatureCache(config.feature_cache, max_length=model_config.max_length)
+    data = alignment_data(pairs, latents, config.train_splits, cache, encoder, config.max_captions)
+    val = (alignment_data(pairs, latents, [config.val_split], cache, encoder)
+           if config.val_split in latents else None)
+    run_id = fingerprint(model_config.to_dict(), train.to_dict(), len(data), data.latent_bits[:4].tolist())
+    log.info("training text-to-latent on %d captions (%d images)", len(data), len(data.latent_bits))
+    result = train_text_to_latent(data, model_config, train, val=val,
+                                  checkpoint_dir=f"{config.checkpoint_root}/{run_id}")
+    figure = training_curves({"step": result.curves["step"], "loss": result.curves["loss"],
+                              "psnr": result.curves["bit_accuracy"]}, "text-to-latent training")
+    figure.axes[1].set(ylabel="bit accuracy", title="batch bit accuracy")
+    return result.model, result.curves, figure

@@ -1,0 +1,5 @@
+"""``export`` pipeline."""
+
+from bitlatent.pipelines.export.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,151 @@
+import numpy as np
+import pytest
+import torch
+
+from bitlatent.text.encoder import TextFeatures
+from bitlatent.text.generate import (
+    MODES, generate_from_features, generate_latents, image_codes, predict, refine_bits, retrieve, sample_bits,
+)
+from bitlatent.text.model import TextToLatent, TextToLatentConfig
+
+TINY = TextToLatentConfig(latent_h=4, latent_w=4, bits_per_cell=3, width=32, heads=2, layers=1, text_layers=1,
+                          code_bits=16, image_code_hidden=32, text_dim=384)
+
+
+def tiny_model(seed: int = 0) -> TextToLatent:
+    torch.manual_seed(seed)
+    return TextToLatent(TINY).eval()
+
+
+def random_features(n: int, seed: int = 0) -> TextFeatures:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 9, n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return TextFeatures(rng.standard_normal((offsets[-1], 384)).astype(np.float16), offsets,
+                        rng.standard_normal((n, 384)).astype(np.float16))
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def test_retrieve_nearest_first_ties_to_lower_index():
+    library = np.array([[1, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0]], np.uint8)
+    query = np.array([[0, 0, 0, 0], [1, 1, 1, 0]], np.uint8)
+    nearest = retrieve(query, library, k=3)
+    assert nearest.dtype == np.int64 and nearest.shape == (2, 3)
+    assert nearest[0].tolist() == [2, 1, 3]  # 1 and 3 tie at distance 1: lower index first
+    assert nearest[1].tolist() == [0, 3, 2]  # distances 1, 2, 3
+    with pytest.raises(ValueError):
+        retrieve(query, library, k=5)
+
+
+def test_sample_bits_argmax_seed_and_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3, 4, 8, 8)).astype(np.float32) * 2
+    argmax = (logits >= 0).astype(np.uint8)
+    s0 = sample_bits(logits, temperature=0.0, samples=2)
+    assert s0.shape == (3, 2, 4, 8, 8) and s0.dtype == np.uint8
+    assert np.array_equal(s0[:, 0], argmax) and np.array_equal(s0[:, 1], argmax)
+    a = sample_bits(logits, temperature=1.0, seed=7, samples=3)
+    assert np.array_equal(a, sample_bits(logits, temperature=1.0, seed=7, samples=3))  # same seed, same bits
+    assert not np.array_equal(a, sample_bits(logits, temperature=1.0, seed=8, samples=3))
+    assert not np.array_equal(a[:, 0], a[:, 1])  # samples differ from each other
+    # a prompt's samples do not depend on the other prompts of the call
+    assert np.array_equal(sample_bits(logits[1:2], 1.0, seed=7, samples=3)[0], a[1])
+    # higher temperature: more bits against the argmax
+    flips = [np.mean(sample_bits(logits, t, seed=1, samples=4) != argmax[:, None]) for t in (0.0, 0.3, 1.0, 3.0)]
+    assert flips[0] == 0 and flips[0] < flips[1] < flips[2] < flips[3] < 0.5
+    with pytest.raises(ValueError):
+        sample_bits(logits, temperature=-1)
+
+
+def test_refine_interpolates_by_confidence():
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    target = (logits >= 0).astype(np.uint8)
+    start = rng.integers(0, 2, logits.shape, dtype=np.uint8)
+    assert np.array_equal(refine_bits(start, logits, 0.0), start)
+    assert np.array_equal(refine_bits(start, logits, 1.0), target)
+    half = refine_bits(start, logits, 0.5)
+    for i in range(2):
+        disagree = start[i] != target[i]
+        flipped = half[i] != start[i]
+        assert flipped.sum() == round(0.5 * disagree.sum())
+        assert not (flipped & ~disagree).any()  # only disagreeing bits move, toward the target
+        assert np.array_equal(half[i][flipped], target[i][flipped])
+        # the flipped bits are the most confident disagreements
+        assert np.abs(logits[i])[flipped].min() >= np.abs(logits[i])[disagree & ~flipped].max()
+    # monotone in strength
+    d = [np.sum(refine_bits(start, logits, s) != target) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert d == sorted(d, reverse=True) and d[-1] == 0
+    with pytest.raises(ValueError):
+        refine_bits(start, logits, 1.5)
+
+
+# ----------------------------------------------------------------------------- with a model
+
+
+def test_predict_and_image_codes_shapes():
+    model = tiny_model()
+    feats = random_features(5)
+    pred = predict(model, feats, batch_size=2)
+    assert pred.bit_logits.shape == (5, 3, 4, 4) and pred.bit_logits.dtype == np.float32
+    assert pred.code_bits.shape == (5, 16) and pred.code_bits.dtype == np.uint8
+    assert np.array_equal(pred.bits, (pred.bit_logits >= 0).astype(np.uint8))
+    # batching does not change the result
+    assert np.allclose(predict(model, feats, batch_size=5).bit_logits, pred.bit_logits, atol=1e-5)
+    lib = np.random.default_rng(0).integers(0, 2, (6, 3, 4, 4), dtype=np.uint8)
+    codes = image_codes(model, lib, batch_size=4)
+    assert codes.shape == (6, 16) and set(np.unique(codes)) <= {0, 1}
+    from bitlatent.core.binary import pack_bits
+    assert np.array_equal(image_codes(model, pack_bits(lib)), codes)  # packed latents work too
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_generate_modes_shapes_and_determinism(mode):
+    model = tiny_model()
+    feats = random_features(3)
+    library = np.random.default_rng(1).integers(0, 2, (10, 3, 4, 4), dtype=np.uint8)
+    kw = dict(samples=2, temperature=1.0, seed=3, strength=0.5, library=library)
+    out = generate_from_features(model, feats, mode, **kw)
+    assert out.bits.shape == (6, 3, 4, 4) and out.bits.dtype == np.uint8
+    assert out.prompt_index.tolist() == [0, 0, 1, 1, 2, 2]
+    again = generate_from_features(model, feats, mode, **kw)
+    assert np.array_equal(out.bits, again.bits)
+    if mode == "generate":
+        assert out.library_index is None
+    else:
+        assert out.library_index.shape == (6,)
+        assert out.library_index[0] != out.library_index[1]  # the two nearest, not twice the same
+    if mode == "retrieve":
+        assert np.array_equal(out.bits, library[out.library_index])
+
+
+def test_refine_mode_endpoints():
+    model = tiny_model()
+    feats = random_features(2)
+    library = np.random.default_rng(1).integers(0, 2, (10, 3, 4, 4), dtype=np.uint8)
+    retrieved = generate_from_features(model, feats, "retrieve", library=library).bits
+    generated = generate_from_features(model, feats, "generate").bits
+    assert np.array_equal(generate_from_features(model, feats, "refine", strength=0.0, library=library).bits, retrieved)
+    assert np.array_equal(generate_from_features(model, feats, "refine", strength=1.0, library=library).bits, generated)
+
+
+def test_modes_need_what_they_need():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="library"):
+        generate_from_features(model, random_features(1), "retrieve")
+    with pytest.raises(ValueError, match="unknown mode"):
+        generate_from_features(model, random_features(1), "dream")
+
+
+def test_generate_latents_from_prompts(encoder):
+    model = tiny_model()
+    prompts = ["a small red circle in the top left corner", "un chien couché sur le sol 🐕", "一只狗躺在地板上"]
+    out = generate_latents(prompts, encoder, model, "generate", samples=2, temperature=0.5, seed=0)
+    assert out.bits.shape == (6, 3, 4, 4)
+    assert np.array_equal(out.bits, generate_latents(prompts, encoder, model, "generate", samples=2,
+                                                     temperature=0.5, seed=0).bits)
+    for bad in ["", "   \n\t", [], ["ok", " "]]:
+        with pytest.raises(ValueError):
+            generate_latents(bad, encoder, model)
