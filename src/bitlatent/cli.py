@@ -113,6 +113,120 @@ def decode(latents: str, output: str, decoder_dir: str) -> None:
     click.echo(f"wrote {len(images)} PNGs to {folder}")
 
 
+DEFAULT_TEXT_MODEL = "data/06_models/text_to_latent"
+DEFAULT_LIBRARY = ("data/06_models/pretrain_latents", "data/07_model_output/latents")
+
+
+def _latent_library(folders: tuple[str, ...]):
+    """Every latent shard under the given folders, as one (packed bits, image ids) library."""
+    from bitlatent.data.latent_shards import load_latent_folder
+
+    shards = [s for folder in folders if Path(folder).is_dir() for s in load_latent_folder(Path(folder)).values()]
+    if not shards:
+        raise click.ClickException(f"no latents in {', '.join(folders)}: run `make run` first, or pass --library")
+    return np.concatenate([s.bits for s in shards]), np.concatenate([s.image_ids for s in shards])
+
+
+def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
+    """uint8 (n, H, W, 3) -> one (rows*H, columns*W, 3) grid, row-major, padded with white."""
+    n, height, width, _ = images.shape
+    rows = -(-n // columns)
+    grid = np.full((rows * height, columns * width, 3), 255, np.uint8)
+    for index, image in enumerate(images):
+        r, c = divmod(index, columns)
+        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
+    return grid
+
+
+@main.command()
+@click.argument("prompts", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write (a grid for several).")
+@click.option("--mode", type=click.Choice(["generate", "retrieve", "refine"]), default="generate", show_default=True)
+@click.option("--samples", type=click.IntRange(min=1, max=64), default=1, show_default=True, help="Images per prompt.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="0: the most likely bits; above 0: bits sampled per bit (with --seed).")
+@click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="refine: fraction of the disagreeing bits moved toward the prediction.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True, help="Pixel upscaling of the PNG.")
+@click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True)
+@click.option("--text-model", default=DEFAULT_TEXT_MODEL, show_default=True)
+@click.option("--library", multiple=True, default=DEFAULT_LIBRARY, show_default=True,
+              help="Latent folders retrieve/refine search.")
+def generate(prompts, output, mode, samples, temperature, strength, seed, scale, decoder_dir, text_model, library):
+    """Text to image: one PNG, or a grid (a row per prompt, a column per sample)."""
+    import warnings
+
+    from PIL import Image
+
+    from bitlatent.core.binary import pack_bits
+    from bitlatent.core.train import decode_packed
+    from bitlatent.text.encoder import load_text_encoder, validate_prompts
+    from bitlatent.text.generate import generate_latents
+    from bitlatent.text.model import load_text_to_latent
+
+    try:
+        prompts = validate_prompts(list(prompts))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="PROMPTS") from error
+    decoder = _load_decoder(decoder_dir)
+    try:
+        model = load_text_to_latent(text_model)
+    except FileNotFoundError as error:
+        raise click.ClickException(str(error)) from error
+    packed = None
+    if mode != "generate":
+        packed, _ = _latent_library(tuple(library))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = generate_latents(prompts, load_text_encoder(), model, mode, samples=samples,
+                                  temperature=temperature, seed=seed, strength=strength, library=packed)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    images = decode_packed(decoder, pack_bits(result.bits))  # (prompts * samples, H, W, 3)
+    grid = image_rows_to_grid(images, samples if len(prompts) > 1 else min(samples, 8))
+    picture = Image.fromarray(grid)
+    if scale > 1:
+        picture = picture.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    picture.save(output)
+    click.echo(f"wrote {output}: {len(prompts)} prompt(s) x {samples} sample(s), mode {mode}")
+
+
+@main.command()
+@click.option("--format", "data_format", type=click.Choice(["csv", "jsonl", "coco", "folder", "synthetic"]),
+              required=True, help="The dataset's format (as data.format).")
+@click.option("--path", required=True, help="Captions file or folder (as data.path).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="data/08_reporting/external_metrics.json",
+              show_default=True, help="JSON file for the metrics.")
+@click.option("--max-pairs", type=int, default=None, help="Read at most this many rows.")
+@click.option("--steps", type=int, default=None, help="Latent fitting steps (default: TrainConfig's).")
+@click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True)
+@click.option("--text-model", default=DEFAULT_TEXT_MODEL, show_default=True,
+              help="Text-to-latent model; alignment metrics are skipped when it is absent.")
+def evaluate(data_format, path, output, max_pairs, steps, decoder_dir, text_model) -> None:
+    """Metrics of the trained models on an external held-out dataset (nothing is trained on it)."""
+    import json
+
+    from bitlatent.core.train import TrainConfig
+    from bitlatent.data.shards import atomic_write_bytes
+    from bitlatent.evaluation.external import evaluate_external
+    from bitlatent.text.model import load_text_to_latent
+
+    decoder = _load_decoder(decoder_dir)
+    text = load_text_to_latent(text_model) if Path(text_model).is_dir() else None
+    if text is None:
+        click.echo(f"no text model in {text_model}: reconstruction metrics only", err=True)
+    fit = TrainConfig(**({"fit_steps": steps} if steps is not None else {}))
+    try:
+        metrics = evaluate_external(data_format, path, decoder, text, max_pairs=max_pairs, fit=fit)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    atomic_write_bytes(Path(output), json.dumps(metrics, indent=2).encode())
+    click.echo(json.dumps({k: v for k, v in metrics.items() if k != "dataset"}, indent=2))
+    click.echo(f"wrote {output}")
+
+
 def _add_subcommands() -> None:
     from bitlatent.kubeflow.cli import kubeflow
 

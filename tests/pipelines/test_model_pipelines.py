@@ -9,8 +9,10 @@ import pytest
 from kedro.runner import SequentialRunner
 
 from bitlatent.data.latent_shards import load_latent_shard
-from bitlatent.pipelines import decoder_pretraining, evaluation, latent_adaptation
-from bitlatent.pipelines import data_validation
+from click.testing import CliRunner
+
+from bitlatent.cli import main as bitlatent_cli
+from bitlatent.pipelines import alignment, data_validation, decoder_pretraining, evaluation, latent_adaptation
 from tests.pipelines.conftest import load_conf, real_catalog
 
 TINY_DECODER = {"latent_h": 8, "latent_w": 8, "bits_per_cell": 8, "widths": [32, 24, 16],
@@ -19,7 +21,7 @@ TINY_DECODER = {"latent_h": 8, "latent_w": 8, "bits_per_cell": 8, "widths": [32,
 
 def tiny_params(**adaptation) -> dict:
     params = {}
-    for name in ("data_validation", "decoder_pretraining", "latent_adaptation", "evaluation"):
+    for name in ("data_validation", "decoder_pretraining", "latent_adaptation", "alignment", "evaluation"):
         params.update(load_conf(f"parameters_{name}.yml"))
     params["data"].update({"image_size": 32, "max_pairs": 240, "rows_per_shard": 40, "chunk_rows": 120})
     params["decoder"] = TINY_DECODER
@@ -27,12 +29,14 @@ def tiny_params(**adaptation) -> dict:
                                            "progress": False})
     params["latent_adaptation"]["train"].update({"fit_steps": 30, "fit_batch_size": 64, "progress": False})
     params["latent_adaptation"].update(adaptation)
-    params["evaluation"].update({"codec_images": 20, "grid_images": 4})
+    params["alignment"]["model"].update({"width": 32, "layers": 1, "code_bits": 32})
+    params["alignment"]["train"].update({"epochs": 6, "batch_size": 32, "progress": False})
+    params["evaluation"].update({"codec_images": 20, "grid_images": 4, "generated_captions": 40})
     return params
 
 
 PIPELINES = {"data_validation": data_validation, "decoder_pretraining": decoder_pretraining,
-             "latent_adaptation": latent_adaptation, "evaluation": evaluation}
+             "latent_adaptation": latent_adaptation, "alignment": alignment, "evaluation": evaluation}
 
 
 def run(pipeline: str, params: dict) -> None:
@@ -83,8 +87,20 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
     again = json.loads((parts[1] / "index.json").read_text())
     assert again["skipped"] == len(again["units"]) and again["images"] == 0
 
+    run("alignment", tiny_params())
+    assert Path("data/06_models/text_to_latent/text_to_latent.safetensors").is_file()
+    curves = json.loads(Path("data/08_reporting/alignment_curves.json").read_text())
+    assert curves["loss"][-1] < curves["loss"][0]
+
     run("evaluation", tiny_params())
     metrics = json.loads(Path("data/08_reporting/metrics.json").read_text())
+    text = metrics["alignment"]
+    assert 0.0 <= text["t2i_recall@1"] <= text["t2i_recall@5"] <= text["t2i_recall@10"] <= 1.0
+    assert text["bit_accuracy"] > 0.5
+    generation = metrics["generation"]
+    assert generation["captions_seen"] + generation["captions_unseen"] == 40
+    assert 0.0 <= generation["attribute_accuracy_unseen"] <= 1.0
+    assert Path("data/08_reporting/generation_grid.png").stat().st_size > 1000
     for split in ("pretrain", "adapt", "test"):
         scores = metrics["reconstruction"][split]
         assert scores["psnr"] > 18.0, (split, scores)  # this tiny run reaches 19-20 dB
@@ -98,3 +114,35 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
     assert rd["jpeg_psnr_at_same_bits"] is None and rd["jpeg_min_bits_per_image"] > 512
     for png in ("reconstruction_grid.png", "rate_distortion.png"):
         assert Path("data/08_reporting", png).stat().st_size > 1000
+
+
+def test_generate_and_evaluate_commands(trained: Path, monkeypatch):
+    monkeypatch.chdir(trained)
+    if not Path("data/06_models/text_to_latent").is_dir():
+        pytest.skip("needs the alignment run of test_adaptation_in_two_jobs_then_evaluation")
+    runner = CliRunner()
+    done = runner.invoke(bitlatent_cli, ["generate", "a small red circle in the top left corner", "a blue star",
+                                         "-o", "grid.png", "--samples", "3", "--temperature", "1", "--seed", "1"])
+    assert done.exit_code == 0, done.output
+    from PIL import Image
+    assert Image.open("grid.png").size == (3 * 32, 2 * 32)
+    for mode in ("retrieve", "refine"):
+        done = runner.invoke(bitlatent_cli, ["generate", "a red square", "-o", f"{mode}.png", "--mode", mode])
+        assert done.exit_code == 0, done.output
+    done = runner.invoke(bitlatent_cli, ["generate", " ", "-o", "empty.png"])
+    assert done.exit_code != 0 and "empty" in done.output
+
+    (trained / "ext").mkdir(exist_ok=True)
+    lines = ["image,caption"]
+    from bitlatent.data.synthetic import SyntheticConfig, render_sample
+    for index in range(6):
+        pixels, caption, _ = render_sample(10_000 + index, SyntheticConfig(image_size=32))
+        Image.fromarray(pixels).save(trained / "ext" / f"{index}.png")
+        lines.append(f'{index}.png,"{caption}"')
+    (trained / "ext" / "captions.csv").write_text("\n".join(lines) + "\n")
+    done = runner.invoke(bitlatent_cli, ["evaluate", "--format", "csv", "--path", "ext/captions.csv",
+                                         "--steps", "10", "-o", "ext.json"])
+    assert done.exit_code == 0, done.output
+    external = json.loads(Path("ext.json").read_text())
+    assert external["dataset"]["input_rows"] == 6 and external["reconstruction"]["test"]["images"] == 6
+    assert set(external["alignment"]) >= {"t2i_recall@1", "t2i_recall@10", "bit_accuracy"}
