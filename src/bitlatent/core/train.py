@@ -141,6 +141,8 @@ class TrainConfig:
     """Fitting: fully soft latents up to this fraction of fit_steps..."""
     fit_hard_from: float = 0.5
     """...then a ramp, hard bits from this fraction on (0: hard from the start)."""
+    fit_init_magnitude: float = 0.5
+    """|initial logit| when fitting starts from given bits (``init_packed``, e.g. predicted from text)."""
     fit_keep_best: bool = True
     """Keep, per image, the hard bits with the lowest loss seen during the hard phase."""
 
@@ -453,11 +455,14 @@ def fit_latents(
     indices: np.ndarray | None = None,
     checkpoint_dir: str | Path | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    init_packed: np.ndarray | None = None,
 ) -> FitResult:
     """Fit binary latents for ``images[indices]`` with the decoder frozen; returns packed bits.
 
     Chunks of ``fit_batch_size`` images are fitted one after another (memory bounded by a chunk),
-    each for ``fit_steps`` full-chunk steps. ``callback(global_step, record)`` runs after each step.
+    each for ``fit_steps`` full-chunk steps. ``init_packed`` (N, bytes), row i for ``indices[i]``:
+    start from these bits (logits ``±fit_init_magnitude``) instead of undecided ones, to refine a
+    latent retrieved or predicted from text. ``callback(global_step, record)`` runs after each step.
     """
     cfg = config or TrainConfig()
     rt = _Runtime(cfg)
@@ -477,7 +482,10 @@ def fit_latents(
     # fp16 autocast (CUDA without bf16): scale the loss so that small gradients do not underflow
     loss_scale = 1024.0 if rt.amp_dtype == torch.float16 else 1.0
     identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
-                "indices_sum": int(indices.sum()), "images_shape": list(images.shape), "weights": weights_digest}  # fmt: skip
+                "indices_sum": int(indices.sum()), "images_shape": list(images.shape), "weights": weights_digest,
+                "init": None if init_packed is None else hashlib.sha256(np.ascontiguousarray(init_packed).tobytes()).hexdigest()}  # fmt: skip
+    if init_packed is not None and (init_packed.shape != (n, spec.bytes_per_image) or init_packed.dtype != np.uint8):
+        raise ValueError(f"init_packed must be uint8 ({n}, {spec.bytes_per_image}), got {init_packed.dtype} {init_packed.shape}")
 
     packed = np.zeros((n, spec.bytes_per_image), dtype=np.uint8)
     mse_out = np.zeros(n, dtype=np.float64)
@@ -511,6 +519,12 @@ def fit_latents(
                 hi - lo, spec, init_std=cfg.fit_init_std, seed=cfg.seed * 1_000_003 + 7919 * (c + 1),
                 device=rt.device, betas=cfg.fit_betas, clip=cfg.logit_clip or None, track_best=True,
             )  # fmt: skip
+            if init_packed is not None:
+                table.logits.copy_(bits_to_signs(unpack_bits(init_packed[lo:hi], spec)) * cfg.fit_init_magnitude)
+                if cfg.fit_keep_best:  # the given bits are a candidate too
+                    with torch.no_grad():
+                        given = rt.decode(decoder, bits_to_signs(table.logits >= 0))
+                    table.update_best(torch.arange(hi - lo, device=rt.device), _loss_per_sample(given, x, cfg.loss), table.logits)
             s0 = 0
             if c == start_chunk and table_state is not None:
                 table.load_state_dict(table_state)
