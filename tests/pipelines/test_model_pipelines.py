@@ -68,7 +68,7 @@ def test_pretraining_writes_decoder_latents_curves_capacity(trained: Path, monke
     capacity = json.loads(Path("data/08_reporting/capacity.json").read_text())
     assert capacity["bits_per_image"] == 512 and capacity["decoder_bits"] > 0
     curves = json.loads(Path("data/08_reporting/pretraining_curves.json").read_text())
-    assert curves["psnr"][-1] > curves["psnr"][0]
+    assert curves[-1]["psnr"] > curves[0]["psnr"] and curves[-1]["step"] > curves[0]["step"]
     assert Path("data/08_reporting/pretraining_curves.png").stat().st_size > 1000
 
 
@@ -90,7 +90,7 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
     run("alignment", tiny_params())
     assert Path("data/06_models/text_to_latent/text_to_latent.safetensors").is_file()
     curves = json.loads(Path("data/08_reporting/alignment_curves.json").read_text())
-    assert curves["loss"][-1] < curves["loss"][0]
+    assert curves[-1]["loss"] < curves[0]["loss"]
 
     run("evaluation", tiny_params())
     metrics = json.loads(Path("data/08_reporting/metrics.json").read_text())
@@ -112,6 +112,8 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
     # 512 bits per 32x32 image is below the smallest file either codec can write
     assert rd["webp_psnr_at_same_bits"] is None and rd["webp_min_bits_per_image"] > 512
     assert rd["jpeg_psnr_at_same_bits"] is None and rd["jpeg_min_bits_per_image"] > 512
+    webp = json.loads(Path("data/08_reporting/rate_distortion/webp.json").read_text())
+    assert {"bits_per_image", "psnr"} <= set(webp[0])
     for png in ("reconstruction_grid.png", "rate_distortion.png"):
         assert Path("data/08_reporting", png).stat().st_size > 1000
 

@@ -95,19 +95,35 @@ class LatentParts:
         return sorted(p.parent for p in self.root.glob(f"part-*/{LATENT_INDEX}"))
 
     def merged(self) -> dict[str, LatentShard]:
-        """Every complete part's shards, merged per split."""
+        """Every part's shards, merged per split. All parts must come from one split of the work
+        (one N, every job 0..N-1 finished): a stale part of another N would count latents twice."""
         parts = self.complete_parts()
         if not parts:
             raise FileNotFoundError(
                 f"no finished latent_adaptation part in {self.root}: run "
                 f"`kedro run --pipelines latent_adaptation` first")
+        counts = sorted({int(p.name.rsplit("-of-", 1)[1]) for p in parts})
+        if len(counts) > 1:
+            raise ValueError(
+                f"{self.root} holds latent_adaptation parts of {counts} jobs: delete the folders of the "
+                f"job count you no longer use (part-*-of-<N>) so no latent is counted twice")
+        wanted = {f"part-{k}-of-{counts[0]}" for k in range(counts[0])}
+        missing = sorted(wanted - {p.name for p in parts})
+        if missing:
+            raise FileNotFoundError(
+                f"latent_adaptation jobs not finished: {missing}; run them with "
+                f"--params latent_adaptation.shard=K,latent_adaptation.num_shards={counts[0]}")
         merged: dict[str, list[LatentShard]] = {}
         for part in parts:
             for split, shard in load_latent_folder(part).items():
                 merged.setdefault(split, []).append(shard)
-        return {split: LatentShard(np.concatenate([s.bits for s in shards]),
-                                   np.concatenate([s.image_ids for s in shards]), shards[0].spec)
-                for split, shards in merged.items()}
+        result = {split: LatentShard(np.concatenate([s.bits for s in shards]),
+                                     np.concatenate([s.image_ids for s in shards]), shards[0].spec)
+                  for split, shards in merged.items()}
+        for split, shard in result.items():
+            if len(np.unique(shard.image_ids)) != len(shard.image_ids):
+                raise ValueError(f"duplicate image ids among the {split} latents in {self.root}")
+        return result
 
 
 class LatentPartsDataset(AbstractDataset[dict, LatentParts]):

@@ -13,8 +13,8 @@ from bitlatent.configs import AlignmentConfig
 from bitlatent.core.binary import unpack_bits
 from bitlatent.data.latent_shards import LatentShard
 from bitlatent.datasets.models import LatentParts
-from bitlatent.pipelines.decoder_pretraining.nodes import fingerprint
 from bitlatent.reporting.plots import training_curves
+from bitlatent.runs import code_digest, curve_records, fingerprint
 from bitlatent.text.encoder import load_text_encoder, TextFeatureCache
 from bitlatent.text.model import TextToLatent, TextToLatentConfig
 from bitlatent.text.train import AlignmentData, TextTrainConfig, train_text_to_latent
@@ -45,7 +45,7 @@ def alignment_data(pairs: pd.DataFrame, latents: dict[str, LatentShard], splits:
 def train_alignment(
     pairs: pd.DataFrame, pretrain_latents: dict[str, LatentShard], adapted_latents: LatentParts,
     alignment: dict[str, Any],
-) -> tuple[TextToLatent, dict, Figure]:
+) -> tuple[TextToLatent, list[dict], Figure]:
     """Train the text-to-latent model on the train splits' captions, validated on ``val_split``."""
     config = AlignmentConfig.from_dict(alignment)
     train = TextTrainConfig.from_dict(config.train)
@@ -59,11 +59,13 @@ def train_alignment(
     data = alignment_data(pairs, latents, config.train_splits, cache, encoder, config.max_captions)
     val = (alignment_data(pairs, latents, [config.val_split], cache, encoder)
            if config.val_split in latents else None)
-    run_id = fingerprint(model_config.to_dict(), train.to_dict(), len(data), data.latent_bits[:4].tolist())
+    run_id = fingerprint(model_config.to_dict(), train.to_dict(), len(data), data.latent_bits[:4].tolist(),
+                         data.image_index[:16].tolist(), code_digest("text"))
     log.info("training text-to-latent on %d captions (%d images)", len(data), len(data.latent_bits))
     result = train_text_to_latent(data, model_config, train, val=val,
                                   checkpoint_dir=f"{config.checkpoint_root}/{run_id}")
     figure = training_curves({"step": result.curves["step"], "loss": result.curves["loss"],
                               "psnr": result.curves["bit_accuracy"]}, "text-to-latent training")
     figure.axes[1].set(ylabel="bit accuracy", title="batch bit accuracy")
-    return result.model, result.curves, figure
+    records = curve_records(result.curves, ["step", "epoch", "loss", "bce", "contrastive", "bit_accuracy", "lr"])
+    return result.model, records, figure

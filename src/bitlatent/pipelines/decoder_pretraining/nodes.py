@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Any
 
@@ -19,20 +17,15 @@ from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.lookup import images_table, shard_image_ids
 from bitlatent.data.shards import ImageShards
 from bitlatent.reporting.plots import training_curves
+from bitlatent.runs import code_digest, curve_records, fingerprint
 
 log = logging.getLogger(__name__)
 SPLIT = "pretrain"
 
 
-def fingerprint(*parts: Any) -> str:
-    """A short stable hash of JSON-able parts (configs, data indexes)."""
-    payload = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(payload).hexdigest()[:16]
-
-
 def pretrain_decoder(
     image_shards: ImageShards, pairs: pd.DataFrame, decoder: dict[str, Any], pretraining: dict[str, Any],
-) -> tuple[BinaryLatentDecoder, dict, dict[str, LatentShard], dict, Figure, dict]:
+) -> tuple[BinaryLatentDecoder, dict, dict[str, LatentShard], list[dict], Figure, dict]:
     """Train the decoder with the latents of every ``pretrain`` image.
 
     Returns the decoder, the latent spec, the pretrain latents (one latent shard per image
@@ -48,7 +41,7 @@ def pretrain_decoder(
     ids = [shard_image_ids(table, SPLIT, i, rows) for i, rows in enumerate(shard_rows)]
     images = np.concatenate([np.asarray(image_shards.shard(SPLIT, i)) for i in range(len(shard_rows))])
 
-    run_id = fingerprint(decoder_config.to_dict(), train.to_dict(), image_shards.index,
+    run_id = fingerprint(decoder_config.to_dict(), train.to_dict(), image_shards.index, code_digest("core"),
                          [list(map(str, chunk[:3])) + [len(chunk)] for chunk in ids])
     checkpoint_dir = f"{config.checkpoint_root}/{run_id}"
     log.info("pretraining on %d images, checkpoints in %s", len(images), checkpoint_dir)
@@ -65,4 +58,4 @@ def pretrain_decoder(
     capacity["receptive_field_cells"] = result.decoder.receptive_field_cells()
     figure = training_curves(result.curves, f"decoder pretraining: {len(images)} images, "
                                             f"{spec.bits_per_image} bits/image")
-    return result.decoder, spec.to_dict(), latents, result.curves, figure, capacity
+    return result.decoder, spec.to_dict(), latents, curve_records(result.curves), figure, capacity

@@ -42,7 +42,7 @@ def evaluate_reconstruction(
     image_shards: ImageShards, pairs: pd.DataFrame, decoder: BinaryLatentDecoder,
     pretrain_latents: dict[str, LatentShard], adapted_latents: LatentParts,
     capacity: dict, evaluation: dict[str, Any],
-) -> tuple[dict, Figure, Figure]:
+) -> tuple[dict, dict[str, list[dict]], Figure, Figure]:
     """Decode each split's latents and compare with the images; JPEG/WebP at the same bits.
 
     Only latents were fitted for adapt and test images: the decoder never trained on them.
@@ -97,7 +97,10 @@ def evaluate_reconstruction(
                    if "bitlatent_test_psnr" in rd else [])
     rd_figure = rate_distortion(codec_curves, ours_points,
                                 f"{spec.image_size}x{spec.image_size} held-out test images")
-    return metrics, image_grid(grid_rows), rd_figure
+    series = {codec: [{"bits_per_image": p["bits_per_image"], "psnr": p["psnr"]} for p in curve]
+              for codec, curve in codec_curves.items()}
+    series["bitlatent"] = ours_points
+    return metrics, series, image_grid(grid_rows), rd_figure
 
 
 def write_metrics(*parts: dict) -> dict:

@@ -12,7 +12,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             evaluate_reconstruction,
             inputs=["image_shards", "pairs", "decoder", "pretrain_latents", "adapted_latents",
                     "capacity", "params:evaluation"],
-            outputs=["reconstruction_metrics", "reconstruction_grid", "rate_distortion_plot"],
+            outputs=["reconstruction_metrics", "rate_distortion_curves", "reconstruction_grid",
+                     "rate_distortion_plot"],
             name="evaluate_reconstruction",
         ),
         node(
