@@ -1,0 +1,375 @@
+"""Multi-process decoder pretraining (``torchrun`` + DDP): the same run as ``train.pretrain``,
+spread over ``W`` processes (GPUs, or CPU processes with gloo).
+
+    torchrun --nproc_per_node=N -m bitlatent.core.ddp --images IMAGES.npy --out DIR [--config CFG.json]
+
+**Partition.** Rank ``r`` owns the table rows ``r, r+W, r+2W, ...`` (row ``i`` <-> ``images[indices[i]]``)
+and only their latents: its ``LatentTable`` holds ``ceil((n-r)/W)`` rows with their own per-row
+Adam state, never another rank's rows.
+
+**Batches.** Every rank draws the *same* per-epoch permutation as ``pretrain`` (same seed), takes
+the same global batch ``perm[it*B:(it+1)*B]`` (``B = config.batch_size``, the *global* batch), and
+keeps the rows of that batch it owns (about ``B/W`` per rank; the union over ranks is exactly the
+single-process batch). Images are read only for those rows.
+
+**Gradients.** The decoder is wrapped in ``DistributedDataParallel`` (nccl on CUDA, gloo on CPU),
+which averages gradients over ranks. Rank ``r`` backpropagates ``W/B * sum(own per-sample loss)``,
+so the average is ``1/B * sum over the global batch`` = the gradient of the single-process batch mean.
+Gradient clipping and Adam then see identical gradients on all ranks, so the decoders stay equal.
+Each latent gets the gradient of its own loss (as in ``pretrain``) and is updated locally.
+
+**Equivalence.** With the same seed, decoder config and ``TrainConfig``, the decoder weights and
+latent logits after a W-process run equal those of single-process ``pretrain`` up to float
+rounding (summation order of the all-reduce), tested with two gloo processes in
+``tests/core/test_ddp.py``. Latent init matches too: the full ``(n, C, h, w)`` init is drawn from
+the same generator as ``LatentTable(n, seed=seed+1)`` (in chunks) and each rank keeps its rows.
+
+**Output** (rank 0): ``save_decoder`` (``decoder.safetensors`` + ``decoder.json``), ``latents.npy``
+(packed uint8 ``(n, bytes)``, rows gathered from all ranks in global row order), ``indices.npy``
+(the image rows, ``int64 (n,)``), ``latent_spec.json`` and ``curves.json`` (global loss / PSNR per step).
+
+Not supported here (yet): resuming from a checkpoint; a multi-process run is restarted from scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from .binary import binarize, hardness_at, logits_to_bits, pack_bits
+from .capacity import capacity_report
+from .decoder import BinaryLatentDecoder, DecoderConfig, save_decoder
+from .io import atomic_write_json
+from .latents import LatentTable
+from .metrics import psnr_from_mse
+from .train import TrainConfig
+
+__all__ = ["DistributedPretrainResult", "pretrain_distributed", "owned_rows", "main"]
+
+logger = logging.getLogger(__name__)
+
+LATENTS_FILE = "latents.npy"
+INDICES_FILE = "indices.npy"
+SPEC_FILE = "latent_spec.json"
+CURVES_FILE = "curves.json"
+
+
+@dataclass
+class DistributedPretrainResult:
+    decoder: BinaryLatentDecoder
+    """The trained decoder (unwrapped, eval mode); identical on every rank."""
+    packed: np.ndarray | None
+    """uint8 (n, bytes): all ranks' latents in global row order (row i <-> ``indices[i]``); rank 0 only."""
+    logits: torch.Tensor | None
+    """float32 (n, C, h, w) on CPU in global row order, when ``gather_logits`` (rank 0 only); for tests."""
+    local_table: LatentTable
+    """This rank's latents: row j <-> global row ``rank + j * world_size``."""
+    curves: dict[str, list[float]]
+    """Per step, over the global batch: step, loss, psnr, hardness, wall_time, epoch."""
+    indices: np.ndarray
+    rank: int
+    world_size: int
+
+
+# ----------------------------------------------------------------------------- helpers
+# Small copies of train.py's private helpers (kept identical: the equivalence test checks it).
+
+
+def _cosine(step: int, total: int, min_ratio: float, warmup: int = 0) -> float:
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def _permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g)
+
+
+def _loss_per_sample(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, 3, H, W) x 2 -> (B,)"""
+    if kind == "mse":
+        return F.mse_loss(out, target, reduction="none").flatten(1).mean(1)
+    return F.l1_loss(out, target, reduction="none").flatten(1).mean(1)
+
+
+def _load_batch(images: Any, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows of a uint8 (N, H, W, 3) array-like -> float32 (B, 3, H, W) in [0, 1]."""
+    batch = np.stack([np.asarray(images[int(i)]) for i in rows]) if len(rows) else np.zeros((0, *images.shape[1:]), np.uint8)
+    return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def owned_rows(n: int, rank: int, world_size: int) -> np.ndarray:
+    """Global table rows owned by ``rank``: ``rank, rank + W, ...`` (int64)."""
+    return np.arange(rank, n, world_size, dtype=np.int64)
+
+
+def _local_latent_table(n: int, rank: int, world_size: int, spec, cfg: TrainConfig, device: torch.device) -> LatentTable:
+    """This rank's rows of ``LatentTable(n, spec, seed=cfg.seed + 1, ...)``, bit-identical to them.
+
+    The full init is drawn from the same generator in chunks of whole rows (``randn`` fills rows
+    in order), so at most ``chunk`` rows are held at once besides the local ones."""
+    mine = owned_rows(n, rank, world_size)
+    table = LatentTable(
+        len(mine), spec, init_std=cfg.latent_init_std, seed=0, device=device,
+        betas=cfg.latent_betas, clip=cfg.logit_clip or None,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(int(cfg.seed + 1))
+    out = torch.empty(len(mine), *spec.shape)
+    chunk = max(world_size, 4096 // world_size * world_size)  # a multiple of W: same offsets per chunk
+    done = 0
+    for lo in range(0, n, chunk):
+        block = torch.randn(min(chunk, n - lo), *spec.shape, generator=g) * cfg.latent_init_std
+        take = block[(rank - lo) % world_size :: world_size]
+        out[done : done + len(take)] = take
+        done += len(take)
+    if cfg.logit_clip:
+        out = out.clamp(-cfg.logit_clip, cfg.logit_clip)
+    table.logits.copy_(out.to(device))
+    return table
+
+
+def _setup() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from an initialised process group or torchrun's env; 1 process otherwise."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    return 0, 1, 0
+
+
+def _device(cfg: TrainConfig, local_rank: int, world_size: int) -> torch.device:
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)  # one GPU per process
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def pretrain_distributed(
+    images: Any,
+    decoder: BinaryLatentDecoder | DecoderConfig | None = None,
+    config: TrainConfig | None = None,
+    *,
+    indices: np.ndarray | None = None,
+    out_dir: str | Path | None = None,
+    gather_logits: bool = False,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> DistributedPretrainResult:
+    """``train.pretrain`` over all processes of the default process group (or one process if none).
+
+    Call it on every rank with the same arguments (``images`` may be a memmap: each rank reads only
+    its rows). ``config.batch_size`` is the *global* batch. Returns on every rank; ``packed``
+    (and ``logits`` when ``gather_logits``) only on rank 0, which also writes ``out_dir``.
+    Checkpointing/resume of ``pretrain`` is not implemented here.
+    """
+    cfg = config or TrainConfig()
+    rank, world, local_rank = _setup()
+    device = _device(cfg, local_rank, world)
+    amp_dtype = None
+    if device.type == "cuda" and cfg.amp:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    elif device.type == "cpu" and cfg.cpu_bf16:
+        amp_dtype = torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    if not isinstance(decoder, BinaryLatentDecoder):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            decoder = BinaryLatentDecoder(decoder or DecoderConfig())
+    spec = decoder.latent_spec
+    shape = getattr(images, "shape", None)
+    if shape is None or len(shape) != 4 or shape[3] != 3 or np.dtype(images.dtype) != np.uint8:
+        raise ValueError(f"images must be a uint8 array-like (N, H, W, 3), got {getattr(images, 'dtype', None)} {shape}")
+    if shape[1] != spec.image_size or shape[2] != spec.image_size:
+        raise ValueError(f"images are {shape[1]}x{shape[2]}, the decoder makes {spec.image_size}x{spec.image_size}")
+    indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    n = len(indices)
+    decoder.to(device, memory_format=memory_format).train()
+    if rank == 0:
+        capacity_report(spec, n, decoder)
+
+    table = _local_latent_table(n, rank, world, spec, cfg, device)  # rows r, r+W, ... of the global table
+    model: torch.nn.Module = decoder
+    if world > 1:
+        model = DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None)
+    opt_cls = torch.optim.AdamW if cfg.decoder_weight_decay > 0 else torch.optim.Adam
+    opt = opt_cls(decoder.parameters(), lr=cfg.decoder_lr, betas=cfg.decoder_betas, weight_decay=cfg.decoder_weight_decay)
+    B = cfg.batch_size
+    steps_per_epoch = math.ceil(n / B)
+    total = cfg.epochs * steps_per_epoch
+    curves: dict[str, list[float]] = {k: [] for k in ("step", "loss", "psnr", "hardness", "wall_time", "epoch")}
+
+    t0 = time.perf_counter()
+    perm, perm_epoch = None, -1
+    for step in range(total):
+        epoch, it = divmod(step, steps_per_epoch)
+        if epoch != perm_epoch:
+            perm, perm_epoch = _permutation(cfg.seed, epoch, n), epoch
+        batch = perm[it * B : (it + 1) * B]  # (B,) global rows, the same on every rank
+        mine = batch[batch % world == rank]  # (b,) the rows this rank owns, b ~ B / W
+        local = (mine // world).to(device)  # (b,) rows of the local table
+        x = _load_batch(images, indices[mine.numpy()], device)  # (b, 3, H, W)
+
+        hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
+        lr_factor = _cosine(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+        for group in opt.param_groups:
+            group["lr"] = cfg.decoder_lr * lr_factor
+        logits = table.gather(local)  # (b, C, h, w), leaf
+        z = binarize(logits, hardness, cfg.relaxation, cfg.temperature)  # (b, C, h, w)
+        empty = len(local) == 0  # this rank owns no row of the batch: it still joins the all-reduce
+        if empty:  # with a zero-weighted dummy sample (empty batches break some backward kernels)
+            z = torch.zeros(1, *spec.shape, device=device)
+        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext():
+            out = model(z.contiguous(memory_format=memory_format))
+        out = out.float()  # (b, 3, H, W)
+        if empty:
+            per_sample = mse = out.new_zeros(0)
+            loss = out.sum() * 0.0
+        else:
+            per_sample = _loss_per_sample(out, x, cfg.loss)  # (b,)
+            mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
+            # DDP averages over W ranks: W/B * sum(own) averages to the mean over the global batch.
+            loss = per_sample.sum() * (world / len(batch))
+
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            latent_grad = logits.grad / scaler.get_scale() if not empty else torch.zeros_like(logits)
+        else:
+            loss.backward()
+            latent_grad = logits.grad if not empty else torch.zeros_like(logits)
+        # global batch stats + "all latent gradients finite" (pretrain skips the latent update otherwise)
+        stats = torch.tensor(
+            [per_sample.detach().sum().item(), mse.detach().sum().item(), float(not bool(torch.isfinite(latent_grad).all()))],
+            dtype=torch.float64, device=device,
+        )  # fmt: skip
+        if world > 1:
+            dist.all_reduce(stats)
+        if cfg.decoder_grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.decoder_grad_clip)
+        if scaler is not None:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        if stats[2].item() == 0 and len(local):
+            # d(loss)/d latent * B / W = d(own loss)/d latent, as in pretrain
+            table.step(local, latent_grad * (len(batch) / world), cfg.latent_lr * _cosine(step, total, cfg.min_lr_ratio))
+
+        loss_value, mse_value = stats[0].item() / len(batch), stats[1].item() / len(batch)
+        record = {"step": step + 1, "loss": loss_value, "psnr": psnr_from_mse(mse_value), "hardness": hardness,
+                  "wall_time": time.perf_counter() - t0, "epoch": epoch}  # fmt: skip
+        for k, v in record.items():
+            curves[k].append(float(v))
+        if rank == 0 and (step + 1) % max(cfg.checkpoint_every, 1) == 0:
+            logger.info("ddp pretrain step %d/%d loss %.5f psnr %.2f", step + 1, total, loss_value, record["psnr"])
+        if callback is not None:
+            callback(step + 1, record)
+
+    decoder.eval()
+    packed, logits_all = _gather_latents(table, n, rank, world, gather_logits)
+    if rank == 0 and out_dir is not None:
+        _save_outputs(Path(out_dir), decoder, packed, indices, curves, world, cfg)
+    if world > 1:
+        dist.barrier()
+    return DistributedPretrainResult(decoder=decoder, packed=packed, logits=logits_all, local_table=table,
+                                     curves=curves, indices=indices, rank=rank, world_size=world)  # fmt: skip
+
+
+def _gather_latents(table: LatentTable, n: int, rank: int, world: int, gather_logits: bool):
+    """Packed bits (and optionally float logits) of all ranks, interleaved back to global row order, on rank 0."""
+    bits = torch.from_numpy(logits_to_bits(table.logits))  # (n_r, C, h, w) uint8, CPU
+    local = {"bits": bits, "logits": table.logits.detach().cpu() if gather_logits else None}
+    if world > 1:
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, local)  # small: packed-size uint8 per row (+ logits in tests)
+    else:
+        parts = [local]
+    if rank != 0:
+        return None, None
+    full_bits = torch.empty(n, *bits.shape[1:], dtype=torch.uint8)
+    full_logits = torch.empty(n, *bits.shape[1:]) if gather_logits else None
+    for r, part in enumerate(parts):
+        full_bits[r::world] = part["bits"]
+        if gather_logits:
+            full_logits[r::world] = part["logits"]
+    return pack_bits(full_bits.numpy(), table.spec.bit_order), full_logits
+
+
+def _save_outputs(out: Path, decoder, packed, indices, curves, world: int, cfg: TrainConfig) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_decoder(decoder, out, extra={"pretrain": {"world_size": world, "train": cfg.to_dict(), "n": int(len(indices))}})
+    for name, arr in ((LATENTS_FILE, packed), (INDICES_FILE, indices)):
+        tmp = out / f".{name}.tmp.npy"
+        np.save(tmp, arr)
+        os.replace(tmp, out / name)
+    atomic_write_json(out / SPEC_FILE, decoder.latent_spec.to_dict())
+    atomic_write_json(out / CURVES_FILE, curves)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Distributed decoder pretraining; run under torchrun.")
+    parser.add_argument("--images", required=True, help="uint8 (N, H, W, 3) .npy (memory-mapped)")
+    parser.add_argument("--out", required=True, help="output folder (written by rank 0)")
+    parser.add_argument("--config", help='JSON: {"train": {TrainConfig fields}, "decoder": {DecoderConfig fields}} '
+                        "or a flat TrainConfig dict")  # fmt: skip
+    parser.add_argument("--backend", default=None, help="nccl (default on CUDA) or gloo (default on CPU)")
+    parser.add_argument("--save-logits", action="store_true", help="also write the float logits, logits.npy (tests, debugging)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    raw = json.loads(Path(args.config).read_text()) if args.config else {}
+    if "train" in raw or "decoder" in raw:
+        cfg, dec_cfg = TrainConfig.from_dict(raw.get("train", {})), DecoderConfig.from_dict(raw.get("decoder", {}))
+    else:
+        cfg, dec_cfg = TrainConfig.from_dict(raw), DecoderConfig()
+    cfg.progress = False
+
+    initialised = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        use_cuda = cfg.device != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=args.backend or ("nccl" if use_cuda else "gloo"), init_method="env://")
+        initialised = True
+    try:
+        images = np.load(args.images, mmap_mode="r")
+        result = pretrain_distributed(images, dec_cfg, cfg, out_dir=args.out, gather_logits=args.save_logits)
+        if result.rank == 0 and args.save_logits:
+            np.save(Path(args.out) / "logits.npy", result.logits.numpy())
+        if result.rank == 0:
+            logger.info("wrote %s: decoder + %d packed latents (world size %d)", args.out, len(result.indices), result.world_size)
+    finally:
+        if initialised:
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
