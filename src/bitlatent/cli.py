@@ -114,6 +114,7 @@ def decode(latents: str, output: str, decoder_dir: str) -> None:
 
 
 DEFAULT_TEXT_MODEL = "data/06_models/text_to_latent"
+DEFAULT_BUNDLE = "data/06_models/onnx"
 DEFAULT_LIBRARY = ("data/06_models/pretrain_latents", "data/07_model_output/latents")
 
 
@@ -152,23 +153,63 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True)
 @click.option("--text-model", default=DEFAULT_TEXT_MODEL, show_default=True)
 @click.option("--library", multiple=True, default=DEFAULT_LIBRARY, show_default=True,
-              help="Latent folders retrieve/refine search.")
-def generate(prompts, output, mode, samples, temperature, strength, seed, scale, decoder_dir, text_model, library):
-    """Text to image: one PNG, or a grid (a row per prompt, a column per sample)."""
+              help="Latent folders retrieve/refine search (--torch only; the ONNX bundle carries its own).")
+@click.option("--bundle", default=DEFAULT_BUNDLE, show_default=True, help="ONNX export (the `export` pipeline).")
+@click.option("--torch", "use_torch", is_flag=True, help="Run the PyTorch models instead of the ONNX bundle.")
+def generate(prompts, output, mode, samples, temperature, strength, seed, scale, decoder_dir, text_model, library,
+             bundle, use_torch):
+    """Text to image: one PNG, or a grid (a row per prompt, a column per sample).
+
+    Runs the ONNX export with onnxruntime by default; --torch runs the PyTorch models.
+    """
     import warnings
 
     from PIL import Image
 
-    from bitlatent.core.binary import pack_bits
-    from bitlatent.core.train import decode_packed
-    from bitlatent.text.encoder import load_text_encoder, validate_prompts
-    from bitlatent.text.generate import generate_latents
-    from bitlatent.text.model import load_text_to_latent
+    from bitlatent.inference.prompts import validate_prompts
 
     try:
         prompts = validate_prompts(list(prompts))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="PROMPTS") from error
+    if use_torch:
+        images = _generate_torch(prompts, mode, samples, temperature, strength, seed, decoder_dir, text_model, library)
+    else:
+        from bitlatent.inference import OnnxGenerator
+
+        if not (Path(bundle) / "manifest.json").is_file():
+            raise click.ClickException(
+                f"no ONNX export in {bundle}: run `kedro run --pipelines export` (or `make run`), "
+                f"or use --torch")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                images = OnnxGenerator(bundle).generate(prompts, mode, temperature=temperature, seed=seed,
+                                                        samples=samples, strength=strength)
+            except ValueError as error:
+                raise click.ClickException(str(error)) from error
+        for warning in caught:
+            click.echo(f"warning: {warning.message}", err=True)
+    grid = image_rows_to_grid(images, samples if len(prompts) > 1 else min(samples, 8))
+    picture = Image.fromarray(grid)
+    if scale > 1:
+        picture = picture.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    picture.save(output)
+    click.echo(f"wrote {output}: {len(prompts)} prompt(s) x {samples} sample(s), mode {mode}"
+               f"{' (torch)' if use_torch else ' (onnxruntime)'}")
+
+
+def _generate_torch(prompts, mode, samples, temperature, strength, seed, decoder_dir, text_model, library):
+    """The PyTorch path of ``generate``: uint8 (prompts * samples, H, W, 3)."""
+    import warnings
+
+    from bitlatent.core.binary import pack_bits
+    from bitlatent.core.train import decode_packed
+    from bitlatent.text.encoder import load_text_encoder
+    from bitlatent.text.generate import generate_latents
+    from bitlatent.text.model import load_text_to_latent
+
     decoder = _load_decoder(decoder_dir)
     try:
         model = load_text_to_latent(text_model)
@@ -183,14 +224,7 @@ def generate(prompts, output, mode, samples, temperature, strength, seed, scale,
                                   temperature=temperature, seed=seed, strength=strength, library=packed)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
-    images = decode_packed(decoder, pack_bits(result.bits))  # (prompts * samples, H, W, 3)
-    grid = image_rows_to_grid(images, samples if len(prompts) > 1 else min(samples, 8))
-    picture = Image.fromarray(grid)
-    if scale > 1:
-        picture = picture.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST)
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    picture.save(output)
-    click.echo(f"wrote {output}: {len(prompts)} prompt(s) x {samples} sample(s), mode {mode}")
+    return decode_packed(decoder, pack_bits(result.bits))  # (prompts * samples, H, W, 3)
 
 
 @main.command()
@@ -229,8 +263,10 @@ def evaluate(data_format, path, output, max_pairs, steps, decoder_dir, text_mode
 
 def _add_subcommands() -> None:
     from bitlatent.kubeflow.cli import kubeflow
+    from bitlatent.serving.cli import serve
 
     main.add_command(kubeflow)
+    main.add_command(serve)
 
 
 _add_subcommands()

@@ -188,9 +188,10 @@ def test_a_new_pipeline_gets_a_component_and_fallback_resources(tmp_path, regist
 
 
 def test_a_pipeline_reading_what_no_other_pod_can_write_is_refused(tmp_path, registry):
-    # The fake registry's text_to_latent has no catalog entry: a MemoryDataset, empty in the
-    # pods of evaluation and export.
-    with pytest.raises(ValueError, match=r"own pod.*evaluation: \[.*'text_to_latent'"):
+    # "scratch_scores" has no catalog entry: a MemoryDataset, empty in the reading pod.
+    registry["scoring"] = Pipeline([node(lambda m: m, "metrics", "scratch_scores")])
+    registry["report"] = Pipeline([node(lambda s: s, "scratch_scores", "final_report")])
+    with pytest.raises(ValueError, match=r"own pod.*report: \[.*'scratch_scores'"):
         compile_pipeline(tmp_path / "p.yaml", IMAGE, 2, project_path=PROJECT, registry=registry)
 
 

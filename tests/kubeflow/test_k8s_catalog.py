@@ -36,8 +36,10 @@ def base_catalog() -> dict:
 
 
 def k8s_only() -> dict:
-    """conf/k8s/catalog.yml alone, roots replaced by markers."""
-    raw = yaml.safe_load((PROJECT / "conf" / "k8s" / "catalog.yml").read_text())
+    """Every conf/k8s/catalog*.yml, without the root keys ("_storage", "_shared")."""
+    raw: dict = {}
+    for path in sorted((PROJECT / "conf" / "k8s").glob("catalog*.yml")):
+        raw.update(yaml.safe_load(path.read_text()) or {})
     return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 

@@ -124,12 +124,13 @@ def test_generate_and_evaluate_commands(trained: Path, monkeypatch):
         pytest.skip("needs the alignment run of test_adaptation_in_two_jobs_then_evaluation")
     runner = CliRunner()
     done = runner.invoke(bitlatent_cli, ["generate", "a small red circle in the top left corner", "a blue star",
-                                         "-o", "grid.png", "--samples", "3", "--temperature", "1", "--seed", "1"])
+                                         "-o", "grid.png", "--samples", "3", "--temperature", "1", "--seed", "1",
+                                         "--torch"])
     assert done.exit_code == 0, done.output
     from PIL import Image
     assert Image.open("grid.png").size == (3 * 32, 2 * 32)
     for mode in ("retrieve", "refine"):
-        done = runner.invoke(bitlatent_cli, ["generate", "a red square", "-o", f"{mode}.png", "--mode", mode])
+        done = runner.invoke(bitlatent_cli, ["generate", "a red square", "-o", f"{mode}.png", "--mode", mode, "--torch"])
         assert done.exit_code == 0, done.output
     done = runner.invoke(bitlatent_cli, ["generate", " ", "-o", "empty.png"])
     assert done.exit_code != 0 and "empty" in done.output

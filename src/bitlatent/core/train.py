@@ -11,8 +11,9 @@ optimiser steps, is what limits joint training). Latents use their own Adam (per
 soft relaxation to hard ±1 (``hardness_at``); the straight-through estimator carries gradients.
 
 Fitting processes the images in chunks of ``fit_batch_size``; each chunk gets ``fit_steps``
-full-chunk steps: soft -> hard annealing, a cosine-decayed learning rate, and per-image
-"keep best" over the hard-bit phase, so the result never drifts down.
+full-chunk steps: straight-through hard bits (annealing from soft is available), a high
+cosine-decayed learning rate, and per-image "keep best" over the hard-bit steps, so the result
+settles and never drifts down.
 
 Randomness comes from ``seed`` only, through generators derived from (seed, epoch) and
 (seed, chunk), so runs are deterministic on CPU and a resumed run repeats exactly what an
@@ -91,7 +92,7 @@ class TrainConfig:
     """Write a checkpoint every this many steps (and at the end) when a checkpoint_dir is given."""
 
     # --- stage 1: joint pretraining of decoder + latents of a subset
-    epochs: int = 60
+    epochs: int = 40
     """Passes over the subset; each latent is updated once per epoch."""
     batch_size: int = 32
     """Images per pretraining step."""
@@ -107,8 +108,10 @@ class TrainConfig:
     """Linear warm-up of the decoder's learning rate."""
     min_lr_ratio: float = 0.05
     """Cosine decay of both learning rates down to this fraction of their peak."""
-    latent_lr: float = 0.05
-    """Adam learning rate of the latent logits (logit units per update; logits live in [-1, 1])."""
+    latent_lr: float = 0.5
+    """Adam learning rate of the latent logits (logit units per update; logits live in [-1, 1]).
+    High, because each latent is updated only once per epoch (0.05 -> 0.2 -> 0.5 gave
+    21.8 -> 23.2 -> 23.4 dB on held-out images in the same run)."""
     latent_betas: tuple[float, float] = (0.5, 0.9)
     """Adam betas of the latents. Low: a latent's updates are an epoch apart and the decoder moves."""
     latent_init_std: float = 0.3
@@ -129,7 +132,7 @@ class TrainConfig:
     """Full-chunk steps per chunk of images."""
     fit_batch_size: int = 256
     """Images per chunk (all fitted together; the latent table holds only this chunk)."""
-    fit_lr: float = 0.1
+    fit_lr: float = 0.2
     """Peak Adam learning rate of the logits while fitting, cosine-decayed over fit_steps."""
     fit_min_lr_ratio: float = 0.05
     """Final fraction of fit_lr."""
@@ -139,8 +142,9 @@ class TrainConfig:
     """Std of the initial logits when fitting (near zero: undecided bits)."""
     fit_soft_until: float = 0.0
     """Fitting: fully soft latents up to this fraction of fit_steps..."""
-    fit_hard_from: float = 0.5
-    """...then a ramp, hard bits from this fraction on (0: hard from the start)."""
+    fit_hard_from: float = 0.0
+    """...then a ramp, hard bits from this fraction on (0: hard from the start). The decoder ends
+    pretraining on hard bits, so soft inputs are foreign to it: hard from the start fits best."""
     fit_init_magnitude: float = 0.5
     """|initial logit| when fitting starts from given bits (``init_packed``, e.g. predicted from text)."""
     fit_keep_best: bool = True

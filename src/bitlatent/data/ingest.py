@@ -1,7 +1,7 @@
 """Streaming ingest: source rows → decoded images → Great Expectations validation → shards.
 
 Memory is bounded by one chunk of rows plus one shard buffer per split, whatever the
-number of pairs. Every input row ends either in the pairs table or in the rejected table
+number of pairs: accepted pairs are streamed to a Parquet file (a row group per chunk). Every input row ends either in the pairs table or in the rejected table
 with its reasons; ``check_accounting`` proves it.
 """
 
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from bitlatent.data.config import DataConfig
@@ -33,14 +35,27 @@ log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["sample_id", "image_id", "caption", "split", "shard", "row", "attributes"]
 REJECTED_COLUMNS = ["ordinal", "sample_id", "image_id", "image_path", "caption", "reasons", "detail"]
+PAIRS_SCHEMA = pa.schema([("sample_id", pa.string()), ("image_id", pa.string()), ("caption", pa.string()),
+                          ("split", pa.string()), ("shard", pa.int32()), ("row", pa.int32()),
+                          ("attributes", pa.string())])
+
+
+def staged_pairs_path(staging: Path) -> Path:
+    """Where the pairs table of a staging folder is written, beside (not inside) the shards."""
+    return staging.with_name(f"{staging.name}.pairs.parquet")
 
 
 @dataclass
 class IngestResult:
-    pairs: pd.DataFrame  # one row per accepted (image, caption): PAIR_COLUMNS
+    pairs_path: Path  # Parquet, one row per accepted (image, caption): PAIR_COLUMNS, streamed to disk
     rejected: pd.DataFrame  # one row per rejected input row: REJECTED_COLUMNS
     report: dict  # validation.json
     shard_index: dict  # the staged shards' index.json
+
+    @property
+    def pairs(self) -> pd.DataFrame:
+        """The accepted pairs, read back from ``pairs_path``."""
+        return pd.read_parquet(self.pairs_path)
 
 
 def iter_raw_pairs(config: DataConfig) -> Iterator[RawPair]:
@@ -83,7 +98,10 @@ class _Ingest:
         self.writer = ShardWriter(staging, config.image_size, config.rows_per_shard)
         self.seen: set[bytes] = set()  # digests of sample ids seen so far
         self.located: dict[str, tuple[str, int, int, float, float, float, float]] = {}
-        self.pairs: list[pd.DataFrame] = []
+        self.pairs_path = staged_pairs_path(Path(staging))
+        self.pairs_writer = pq.ParquetWriter(self.pairs_path, PAIRS_SCHEMA)  # row group per chunk
+        self.split_counts: Counter = Counter()
+        self.accepted_rows = 0
         self.rejected: list[pd.DataFrame] = []
         self.input_rows = 0
 
@@ -137,31 +155,34 @@ class _Ingest:
                 "split": place[0], "shard": place[1], "row": place[2],
                 "attributes": json.dumps(pair.attributes) if pair.attributes is not None else None,
             })
-        self.pairs.append(pd.DataFrame(accepted, columns=PAIR_COLUMNS))
+        if accepted:
+            table = pd.DataFrame(accepted, columns=PAIR_COLUMNS)
+            self.pairs_writer.write_table(pa.Table.from_pandas(table, schema=PAIRS_SCHEMA, preserve_index=False))
+            self.split_counts.update(table["split"])
+            self.accepted_rows += len(table)
         self.rejected.append(pd.DataFrame(rejected, columns=REJECTED_COLUMNS))
 
     def finish(self) -> IngestResult:
         shard_index = self.writer.close()
-        pairs = pd.concat(self.pairs, ignore_index=True) if self.pairs else pd.DataFrame(columns=PAIR_COLUMNS)
-        rejected = (pd.concat(self.rejected, ignore_index=True) if self.rejected
-                    else pd.DataFrame(columns=REJECTED_COLUMNS))
-        pairs = pairs.astype({"shard": "int32", "row": "int32"})
-        rejected = rejected.astype({"ordinal": "int64"})
-        return IngestResult(pairs, rejected, build_report(self, pairs, rejected, shard_index), shard_index)
+        self.pairs_writer.close()
+        frames = [r for r in self.rejected if len(r)]
+        rejected = (pd.concat(frames, ignore_index=True) if frames
+                    else pd.DataFrame(columns=REJECTED_COLUMNS)).astype({"ordinal": "int64"})
+        return IngestResult(self.pairs_path, rejected, build_report(self, rejected, shard_index), shard_index)
 
 
-def build_report(state: _Ingest, pairs: pd.DataFrame, rejected: pd.DataFrame, shard_index: dict) -> dict:
+def build_report(state: _Ingest, rejected: pd.DataFrame, shard_index: dict) -> dict:
     """The content of ``validation.json``."""
     reasons = Counter(r for joined in rejected["reasons"] for r in joined.split(";"))
     return {
         "source": {"format": state.config.format, "path": state.config.path},
         "input_rows": state.input_rows,
-        "accepted_rows": int(len(pairs)),
+        "accepted_rows": state.accepted_rows,
         "rejected_rows": int(len(rejected)),
         "rejected_fraction": len(rejected) / state.input_rows if state.input_rows else 0.0,
         "reasons": dict(reasons.most_common()),
         "images": {split: info["num_images"] for split, info in shard_index["splits"].items()},
-        "pairs_per_split": {k: int(v) for k, v in pairs["split"].value_counts().sort_index().items()},
+        "pairs_per_split": dict(sorted((k, int(v)) for k, v in state.split_counts.items())),
         "expectations": state.validator.summary(),
     }
 
@@ -179,11 +200,11 @@ def ingest(config: DataConfig, staging: Path, progress: bool = True) -> IngestRe
     return state.finish()
 
 
-def check_accounting(report: dict, pairs: pd.DataFrame, rejected: pd.DataFrame, max_reject_fraction: float) -> None:
+def check_accounting(report: dict, accepted_rows: int, rejected: pd.DataFrame, max_reject_fraction: float) -> None:
     """Fail unless accepted + rejected = input and the rejected fraction is within budget."""
-    if len(pairs) + len(rejected) != report["input_rows"] or len(pairs) != report["accepted_rows"]:
+    if accepted_rows + len(rejected) != report["input_rows"] or accepted_rows != report["accepted_rows"]:
         raise RuntimeError(
-            f"row accounting broken: {len(pairs)} accepted + {len(rejected)} rejected "
+            f"row accounting broken: {accepted_rows} accepted + {len(rejected)} rejected "
             f"!= {report['input_rows']} input rows"
         )
     if report["input_rows"] == 0:

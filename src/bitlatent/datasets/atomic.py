@@ -8,10 +8,12 @@ Object stores (``s3://``, ``gs://``) already replace an object in one PUT.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
@@ -39,7 +41,23 @@ class _AtomicLocalSave:
 
 
 class ParquetDataset(_AtomicLocalSave, _ParquetDataset):
-    """``pandas.ParquetDataset`` with atomic local writes."""
+    """``pandas.ParquetDataset`` with atomic local writes. ``save`` also takes the path of a
+    finished Parquet file (a table streamed to disk), which is moved or uploaded into place."""
+
+    def save(self, data: Any) -> None:
+        if not isinstance(data, (str, os.PathLike)):
+            return super().save(data)
+        source = Path(data)
+        target = get_filepath_str(self._get_save_path(), self._protocol)
+        if self._protocol == "file":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            temporary = Path(target).with_name(f".{Path(target).name}.{uuid.uuid4().hex}.tmp")
+            shutil.move(str(source), temporary)  # a rename on the same filesystem
+            os.replace(temporary, target)
+        else:
+            self._fs.put(str(source), target)
+            source.unlink()
+        self._invalidate_cache()
 
 
 class JSONDataset(_AtomicLocalSave, _JSONDataset):

@@ -8,16 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bitlatent.data.config import DataConfig
-from bitlatent.data.ingest import check_accounting, ingest
+from bitlatent.data.ingest import check_accounting, ingest, staged_pairs_path
 
 
-def ingest_pairs(data: dict[str, Any]) -> tuple[Path, pd.DataFrame, pd.DataFrame, dict]:
+def ingest_pairs(data: dict[str, Any]) -> tuple[Path, Path, pd.DataFrame, dict]:
     """Read, decode and validate every row; stage the accepted images as shards.
 
-    Returns the staging folder of the shards, the candidate pairs, the rejected rows with
-    their reasons, and the validation report (``validation.json``).
+    Returns the staging folder of the shards, the staged pairs table (a Parquet file streamed
+    chunk by chunk, so memory stays flat), the rejected rows with their reasons, and the
+    validation report (``validation.json``).
     """
     config = DataConfig.from_dict(data)
     scratch = Path(config.scratch_dir)
@@ -27,14 +29,15 @@ def ingest_pairs(data: dict[str, Any]) -> tuple[Path, pd.DataFrame, pd.DataFrame
         result = ingest(config, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        staged_pairs_path(staging).unlink(missing_ok=True)
         raise
-    return staging, result.pairs, result.rejected, result.report
+    return staging, result.pairs_path, result.rejected, result.report
 
 
 def accept_pairs(
-    staged_shards: Path, candidate_pairs: pd.DataFrame, rejected_pairs: pd.DataFrame,
+    staged_shards: Path, candidate_pairs: Path, rejected_pairs: pd.DataFrame,
     validation_report: dict, data: dict[str, Any],
-) -> tuple[Path, pd.DataFrame]:
+) -> tuple[Path, Path]:
     """Check that accepted + rejected = input and that the rejected fraction is within
     ``data.max_reject_fraction``; only then publish the shards and the pairs table.
 
@@ -42,9 +45,10 @@ def accept_pairs(
     shows what was rejected and why.
     """
     try:
-        check_accounting(validation_report, candidate_pairs, rejected_pairs,
-                         DataConfig.from_dict(data).max_reject_fraction)
+        check_accounting(validation_report, pq.ParquetFile(candidate_pairs).metadata.num_rows,
+                         rejected_pairs, DataConfig.from_dict(data).max_reject_fraction)
     except BaseException:
         shutil.rmtree(staged_shards, ignore_errors=True)
+        Path(candidate_pairs).unlink(missing_ok=True)
         raise
     return staged_shards, candidate_pairs

@@ -1,0 +1,61 @@
+"""Settings of the ONNX export (``conf/base/parameters_export.yml``, key ``export``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["ExportConfig"]
+
+
+@dataclass
+class ExportConfig:
+    """How the bundle is exported and how strictly it must match torch."""
+
+    opset: int = 18
+    """ONNX opset of both graphs."""
+    fp16: bool = True
+    """Also write ``decoder.fp16.onnx`` and ``text_to_latent.fp16.onnx`` (float16 weights and
+    compute, float32/uint8/int64 inputs and outputs) for GPUs."""
+    parity_batch: int = 8
+    """Random latents (decoder) and random prompts (text model) per parity check; the decoder is
+    also checked at batch 1, the text model at two batch sizes and sequence lengths."""
+    image_tolerance: float = 1e-4
+    """Largest allowed |ONNX - torch| over the float images ([0, 1]); over it the export fails."""
+    bit_agreement: float = 0.999
+    """Smallest allowed fraction of predicted bits (and text-code bits) that agree with torch."""
+    fp16_image_tolerance: float = 0.02
+    """The same check for the fp16 decoder (float16 rounding: a few 1e-3 is normal)."""
+    fp16_bit_agreement: float = 0.99
+    """The same check for the fp16 text model (bits whose logit is near 0 may flip)."""
+    seed: int | None = None
+    """Seed of the parity inputs; None draws a fresh one each run (recorded in the report)."""
+    library_splits: list[str] = field(default_factory=lambda: ["pretrain", "adapt"])
+    """Latent splits packed into ``library.npz`` for retrieve / refine; [] for no library."""
+    max_library_items: int = 100_000
+    """At most this many library latents (the first by image id); 0 for no library."""
+    scratch_dir: str | None = None
+    """Where the bundle is staged before it is moved into place (None: the system temp folder)."""
+
+    def __post_init__(self) -> None:
+        if self.opset < 18:
+            raise ValueError(f"opset must be >= 18, got {self.opset}")
+        if self.parity_batch < 2:
+            raise ValueError("parity_batch must be >= 2 (batch 1 is checked separately)")
+        if not 0.0 < self.bit_agreement <= 1.0 or not 0.0 < self.fp16_bit_agreement <= 1.0:
+            raise ValueError("bit agreements must be in (0, 1]")
+        if self.image_tolerance <= 0 or self.fp16_image_tolerance <= 0:
+            raise ValueError("image tolerances must be > 0")
+        self.library_splits = list(self.library_splits or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ExportConfig":
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown export parameters: {sorted(unknown)}")
+        return cls(**data)

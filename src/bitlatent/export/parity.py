@@ -1,0 +1,137 @@
+"""ONNX Runtime against torch on fresh random inputs; the export fails when they disagree.
+
+* decoder: random bits at batch 1 and ``parity_batch``; max |ONNX - torch| of the float images
+  must be <= ``image_tolerance`` (uint8 pixels may differ by 1 where a value sits on a rounding
+  boundary; reported, not judged).
+* text model: random wordpiece prompts of random lengths, padded, at two batch sizes (and
+  sequence lengths unlike the export's example); the fraction of predicted bits, and of text-code
+  bits, that agree must be >= ``bit_agreement``; max |logit difference| is reported.
+* tokenizer: the bundle's ``tokenizer.json`` read by `tokenizers` gives the same ids as the
+  torch path's tokenizer on a set of prompts (long, Unicode, odd spacing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["ParityError", "ParityResult", "decoder_parity", "text_parity", "tokenizer_parity", "PARITY_PROMPTS"]
+
+PARITY_PROMPTS = [
+    "a small red circle in the top left corner",
+    "there is a blue square at the upper right, and a green triangle below it",
+    "  Ünïcödé — prompt with odd   spacing and emoji 🎨  ",
+    "a " + "very " * 80 + "long prompt that runs past the token limit",
+    "x",
+]
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and torch disagree beyond the configured tolerance."""
+
+
+@dataclass
+class ParityResult:
+    name: str
+    metrics: dict[str, Any]
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, **self.metrics, "message": self.message}
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def decoder_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random.Generator,
+                   tolerance: float, name: str = "decoder") -> ParityResult:  # fmt: skip
+    """``wrapper`` is the ``DecoderForExport`` that was exported to ``path``."""
+    session = _session(path)
+    shape = tuple(int(d) for d in session.get_inputs()[0].shape[1:])
+    worst, worst_u8, total = 0.0, 0, 0
+    for b in (1, batch):
+        bits = rng.integers(0, 2, size=(b, *shape), dtype=np.uint8)
+        image_u8, image = session.run(["image", "image_float"], {"bits": bits})
+        with torch.no_grad():
+            ref_u8, ref = wrapper(torch.from_numpy(bits))
+        if image.shape != tuple(ref.shape) or image_u8.shape != tuple(ref_u8.shape):
+            raise ParityError(f"{name}: ONNX shapes {image.shape}/{image_u8.shape}, torch {tuple(ref.shape)}/{tuple(ref_u8.shape)}")
+        worst = max(worst, float(np.abs(image.astype(np.float64) - ref.double().numpy()).max()))
+        worst_u8 = max(worst_u8, int(np.abs(image_u8.astype(np.int16) - ref_u8.numpy().astype(np.int16)).max()))
+        total += b
+    passed = worst <= tolerance
+    message = (f"{name}: max |ONNX - torch| = {worst:.3g} over {total} random latents "
+               f"({'<=' if passed else '>'} {tolerance:g}); uint8 pixels differ by at most {worst_u8}")  # fmt: skip
+    return ParityResult(name, {"max_abs_image": worst, "max_abs_uint8": worst_u8, "images": total,
+                               "tolerance": tolerance}, passed, message)  # fmt: skip
+
+
+def random_token_batch(rng: np.random.Generator, batch: int, max_length: int, vocab_size: int,
+                       pad_id: int, cls_id: int, sep_id: int, first_word_id: int = 999) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Random wordpiece prompts: [CLS] + random ids + [SEP], random lengths (one is max_length), padded."""
+    lengths = rng.integers(3, max_length + 1, size=batch)
+    lengths[0] = max_length
+    L = int(lengths.max())
+    ids = np.full((batch, L), pad_id, dtype=np.int64)
+    mask = np.zeros((batch, L), dtype=np.int64)
+    for i, n in enumerate(lengths):
+        ids[i, 0], ids[i, n - 1] = cls_id, sep_id
+        ids[i, 1 : n - 1] = rng.integers(first_word_id, vocab_size, size=n - 2)
+        mask[i, :n] = 1
+    return ids, mask
+
+
+def text_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random.Generator, agreement: float,
+                max_length: int, vocab_size: int, pad_id: int, cls_id: int, sep_id: int,
+                name: str = "text_to_latent") -> ParityResult:  # fmt: skip
+    """``wrapper`` is the ``TextForExport`` that was exported to ``path``."""
+    session = _session(path)
+    agree = total = code_agree = code_total = 0
+    worst = 0.0
+    cases = [(batch, max_length), (1, max(3, max_length // 3))]
+    for b, length in cases:
+        ids, mask = random_token_batch(rng, b, length, vocab_size, pad_id, cls_id, sep_id)
+        logits, bits, codes = session.run(["bit_logits", "bits", "code_bits"], {"input_ids": ids, "attention_mask": mask})
+        with torch.no_grad():
+            ref_logits, ref_bits, ref_codes = wrapper(torch.from_numpy(ids), torch.from_numpy(mask))
+        if bits.shape != tuple(ref_bits.shape) or codes.shape != tuple(ref_codes.shape):
+            raise ParityError(f"{name}: ONNX shapes {bits.shape}/{codes.shape}, torch {tuple(ref_bits.shape)}/{tuple(ref_codes.shape)}")
+        worst = max(worst, float(np.abs(logits.astype(np.float64) - ref_logits.double().numpy()).max()))
+        agree += int((bits == ref_bits.numpy()).sum())
+        total += bits.size
+        code_agree += int((codes == ref_codes.numpy()).sum())
+        code_total += codes.size
+    bit_rate, code_rate = agree / total, code_agree / max(code_total, 1)
+    passed = bit_rate >= agreement and code_rate >= agreement
+    message = (f"{name}: {bit_rate:.4%} of {total} latent bits and {code_rate:.4%} of {code_total} code bits "
+               f"agree with torch (need >= {agreement:.2%}); max |logit difference| = {worst:.3g}")  # fmt: skip
+    return ParityResult(name, {"bit_agreement": bit_rate, "code_agreement": code_rate, "bits": total,
+                               "max_abs_logit": worst, "required": agreement}, passed, message)  # fmt: skip
+
+
+def tokenizer_parity(tokenizer_json: Path, reference, max_length: int, prompts: list[str] | None = None) -> ParityResult:
+    """``reference(prompts, max_length) -> (input_ids, attention_mask)`` tensors (``TextEncoder.tokenize``)."""
+    import warnings
+
+    from bitlatent.inference.prompts import PromptTokenizer
+
+    prompts = list(prompts or PARITY_PROMPTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the long prompt is truncated on purpose
+        ours = PromptTokenizer(tokenizer_json, max_length)(prompts)
+        ref_ids, ref_mask = reference(prompts, max_length)
+    same = (ours.input_ids.shape == tuple(ref_ids.shape) and np.array_equal(ours.input_ids, ref_ids.numpy())
+            and np.array_equal(ours.attention_mask, ref_mask.numpy()))  # fmt: skip
+    message = (f"tokenizer: {'same' if same else 'DIFFERENT'} ids for {len(prompts)} prompts "
+               f"(tokenizers on {tokenizer_json.name} vs the torch path)")  # fmt: skip
+    return ParityResult("tokenizer", {"prompts": len(prompts)}, same, message)

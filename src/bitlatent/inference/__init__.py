@@ -1,0 +1,30 @@
+"""ONNX Runtime inference for exported bundles: ``onnxruntime``, ``tokenizers``, numpy, Pillow.
+
+Importing this package never imports torch (tests/inference checks it in a fresh process), so
+a serving image needs neither torch nor transformers.
+
+    from bitlatent.inference import OnnxGenerator
+    images = OnnxGenerator("data/06_models/onnx").generate(["a red circle"])  # uint8 (1, H, W, 3)
+"""
+
+from .bundle import BundleError, read_manifest, sha256_file, verify_files
+from .generator import Generation, OnnxGenerator, Prediction, available_providers, encode_png, generate_images
+from .latents import MODES
+from .prompts import PromptTokenizer, Tokenized, validate_prompts
+
+__all__ = [
+    "MODES",
+    "BundleError",
+    "Generation",
+    "OnnxGenerator",
+    "Prediction",
+    "PromptTokenizer",
+    "Tokenized",
+    "available_providers",
+    "encode_png",
+    "generate_images",
+    "read_manifest",
+    "sha256_file",
+    "validate_prompts",
+    "verify_files",
+]

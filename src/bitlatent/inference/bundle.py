@@ -1,0 +1,156 @@
+"""The exported ONNX bundle on disk: file names, ``manifest.json``, sha256 checks. No torch.
+
+A bundle is one folder (``data/06_models/onnx/`` by default)::
+
+    manifest.json             what is below, with the sha256 and size of every other file
+    decoder.onnx              bits uint8 (B, C, h, w) -> image uint8 (B, H, W, 3), image_float (B, 3, H, W)
+    text_to_latent.onnx       input_ids, attention_mask int64 (B, L) -> bit_logits, bits, code_bits
+    decoder.fp16.onnx         the same graphs in float16 (float32/uint8/int64 inputs and outputs
+    text_to_latent.fp16.onnx  unchanged), for GPUs; optional
+    tokenizer.json            MiniLM's tokenizer (the `tokenizers` library reads it)
+    library.npz               optional latent library for retrieve / refine: packed latent bits,
+                              packed image codes, image ids
+
+``manifest.json`` (``format`` = "bitlatent.onnx_bundle", ``version`` = 1)::
+
+    latent_spec        h, w, bits_per_cell, image_size, bit_order, layout (``core.binary.LatentSpec``)
+    image_size         side of the square output images, in pixels
+    max_prompt_tokens  tokens per prompt the text model was trained with ([CLS] and [SEP] included)
+    tokenizer          file, pad/cls/sep/unk ids
+    models             name -> {file, precision, opset, inputs, outputs}; each input/output is
+                       {name, dtype, shape, doc} with symbolic dims as strings ("batch", "sequence")
+    library            null, or {file, size, code_bits, bytes_per_latent}
+    parity             the export's parity check against torch (max abs differences, bit agreement)
+    files              file name -> {sha256, bytes}, for every file but the manifest itself
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "MANIFEST_FILE",
+    "DECODER_FILE",
+    "TEXT_FILE",
+    "DECODER_FP16_FILE",
+    "TEXT_FP16_FILE",
+    "TOKENIZER_FILE",
+    "LIBRARY_FILE",
+    "BundleError",
+    "sha256_file",
+    "read_manifest",
+    "verify_files",
+    "model_entry",
+    "commit_bundle",
+]
+
+BUNDLE_FORMAT = "bitlatent.onnx_bundle"
+BUNDLE_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+DECODER_FILE = "decoder.onnx"
+TEXT_FILE = "text_to_latent.onnx"
+DECODER_FP16_FILE = "decoder.fp16.onnx"
+TEXT_FP16_FILE = "text_to_latent.fp16.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+LIBRARY_FILE = "library.npz"
+MAKE_COMMAND = "kedro run --pipelines export"
+
+_REQUIRED_KEYS = ("format", "version", "latent_spec", "image_size", "max_prompt_tokens", "tokenizer", "models", "files")
+
+
+class BundleError(ValueError):
+    """The folder is not a complete, intact ONNX bundle."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(directory: str | Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists exists with its size and sha256; a ``BundleError`` otherwise."""
+    directory = Path(directory)
+    for name, info in manifest["files"].items():
+        path = directory / name
+        if not path.is_file():
+            raise BundleError(f"{path} is missing (listed in {MANIFEST_FILE})")
+        if path.stat().st_size != int(info["bytes"]):
+            raise BundleError(f"{path} is {path.stat().st_size} bytes, {MANIFEST_FILE} says {info['bytes']}")
+        actual = sha256_file(path)
+        if actual != info["sha256"]:
+            raise BundleError(f"{path} has sha256 {actual}, {MANIFEST_FILE} says {info['sha256']}: the file was changed")
+
+
+def read_manifest(directory: str | Path, verify: bool = True) -> dict[str, Any]:
+    """Read ``manifest.json`` of a bundle; with ``verify``, check every file's size and sha256."""
+    directory = Path(directory)
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX bundle at {directory} ({MANIFEST_FILE} is missing); make one with `{MAKE_COMMAND}`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BundleError(f"{path} is not valid JSON: {error}") from error
+    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"{path} lacks {missing}")
+    if manifest["format"] != BUNDLE_FORMAT:
+        raise BundleError(f"{path} is not a {BUNDLE_FORMAT} manifest (format {manifest['format']!r})")
+    if int(manifest["version"]) > BUNDLE_VERSION:
+        raise BundleError(f"{path} is version {manifest['version']}; this code reads up to {BUNDLE_VERSION}")
+    for name, entry in manifest["models"].items():
+        if entry["file"] not in manifest["files"]:
+            raise BundleError(f"{path}: model {name!r} names {entry['file']}, which has no sha256 entry")
+    if verify:
+        verify_files(directory, manifest)
+    return manifest
+
+
+def model_entry(manifest: dict[str, Any], name: str) -> dict[str, Any]:
+    """``manifest["models"][name]``, with a clear error when absent."""
+    try:
+        return manifest["models"][name]
+    except KeyError:
+        raise BundleError(f"the bundle has no {name!r} model (it has {sorted(manifest['models'])})") from None
+
+
+def commit_bundle(staging: str | Path, target: str | Path) -> Path:
+    """Replace the bundle folder ``target`` with the finished ``staging`` folder.
+
+    A staging folder on another filesystem is first copied next to ``target``. Then the old
+    bundle is renamed aside, the new one renamed in (one rename on one filesystem), the old one
+    deleted: a reader sees the old bundle or the new one, never a mix or a half-written one.
+    """
+    staging, target = Path(staging), Path(target)
+    if not (staging / MANIFEST_FILE).is_file():
+        raise BundleError(f"{staging} has no {MANIFEST_FILE}: the export did not finish")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.stat(staging).st_dev != os.stat(target.parent).st_dev:
+        near = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
+        shutil.copytree(staging, near)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging = near
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target

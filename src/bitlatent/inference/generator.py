@@ -1,0 +1,243 @@
+"""Text -> images with ONNX Runtime: ``OnnxGenerator(bundle_dir).generate(prompts)``. No torch.
+
+    prompts -> PromptTokenizer (tokenizer.json)           input_ids, attention_mask int64 (N, L)
+            -> text_to_latent.onnx                         bit_logits (N, C, h, w), code_bits (N, K)
+            -> sample / retrieve / refine (latents.py)      bits uint8 (N * samples, C, h, w)
+            -> decoder.onnx                                 images uint8 (N * samples, H, W, 3)
+
+CUDAExecutionProvider is used when onnxruntime-gpu offers it (``device="auto"``), with the fp16
+models when the bundle has them (``precision="auto"``); the CPU provider and fp32 otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import LIBRARY_FILE, TOKENIZER_FILE, model_entry, read_manifest
+from .latents import MODES, LatentLibrary, nearest, refine_bits, sample_bits
+from .prompts import PromptTokenizer, Tokenized
+
+__all__ = ["OnnxGenerator", "Prediction", "Generation", "encode_png", "available_providers", "generate_images"]
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
+    """uint8 (H, W, 3) -> PNG bytes (Pillow; level 1: fast, still lossless)."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(image, "RGB").save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+@dataclass
+class Prediction:
+    bit_logits: np.ndarray
+    """float32 (N, C, h, w)."""
+    code_bits: np.ndarray | None
+    """uint8 (N, K) text codes, when the text model has them."""
+    tokens: Tokenized
+
+
+@dataclass
+class Generation:
+    bits: np.ndarray
+    """uint8 (N * samples, C, h, w), prompt-major."""
+    prompt_index: np.ndarray
+    """int64 (N * samples,): the prompt of each row."""
+    library_index: np.ndarray | None
+    """int64 (N * samples,): the library latent each row started from (retrieve / refine)."""
+    truncated: np.ndarray
+    """bool (N,): prompts cut to the model's token limit."""
+
+
+class OnnxGenerator:
+    """An exported bundle, loaded: tokenizer, text model, decoder, optional latent library.
+
+    Args:
+        bundle_dir: the export folder (``manifest.json`` and the files it lists).
+        device: "auto" (CUDA when onnxruntime offers it), "cpu" or "cuda".
+        precision: "auto" (fp16 on CUDA when the bundle has it, else fp32), "fp32" or "fp16".
+        verify: check every file's sha256 against the manifest before loading.
+        threads: ONNX Runtime intra-op threads (None: its default, one per physical core).
+        max_batch: rows per ONNX Runtime call (bigger inputs are split).
+    """
+
+    def __init__(self, bundle_dir: str | Path, device: str = "auto", precision: str = "auto",
+                 verify: bool = True, threads: int | None = None, max_batch: int = 256):  # fmt: skip
+        import onnxruntime as ort
+
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        self.bundle_dir = Path(bundle_dir)
+        self.manifest: dict[str, Any] = read_manifest(self.bundle_dir, verify=verify)
+        available = ort.get_available_providers()
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and CUDA not in available:
+            raise RuntimeError(f"device='cuda' but onnxruntime offers only {available}; install onnxruntime-gpu")
+        use_cuda = device == "cuda" or (device == "auto" and CUDA in available)
+        self.providers = [CUDA, CPU] if use_cuda else [CPU]
+        if precision not in ("auto", "fp32", "fp16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'fp16', got {precision!r}")
+        has_fp16 = {"decoder_fp16", "text_to_latent_fp16"} <= set(self.manifest["models"])
+        if precision == "fp16" and not has_fp16:
+            raise ValueError(f"{self.bundle_dir} has no fp16 models")
+        self.precision = "fp16" if precision == "fp16" or (precision == "auto" and use_cuda and has_fp16) else "fp32"
+        self.max_batch = int(max_batch)
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # Two sessions run one after the other: threads that spin-wait after their run would
+        # steal the cores the next session needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        suffix = "_fp16" if self.precision == "fp16" else ""
+        self._text_entry = model_entry(self.manifest, "text_to_latent" + suffix)
+        self._decoder_entry = model_entry(self.manifest, "decoder" + suffix)
+        self.text_session = ort.InferenceSession(str(self.bundle_dir / self._text_entry["file"]), options, providers=self.providers)
+        self.decoder_session = ort.InferenceSession(str(self.bundle_dir / self._decoder_entry["file"]), options, providers=self.providers)
+        self._text_outputs = [o.name for o in self.text_session.get_outputs()]
+
+        spec = self.manifest["latent_spec"]
+        self.latent_shape = (int(spec["bits_per_cell"]), int(spec["h"]), int(spec["w"]))
+        self.image_size = int(self.manifest["image_size"])
+        tok = self.manifest["tokenizer"]
+        self.tokenizer = PromptTokenizer(self.bundle_dir / tok.get("file", TOKENIZER_FILE), int(self.manifest["max_prompt_tokens"]),
+                                         pad_id=tok.get("pad_id"), sep_id=tok.get("sep_id"))  # fmt: skip
+        self.library: LatentLibrary | None = None
+        lib = self.manifest.get("library")
+        if lib:
+            self.library = LatentLibrary.load(self.bundle_dir / lib.get("file", LIBRARY_FILE), self.latent_shape, spec.get("bit_order", "big"))
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return self.tokenizer.max_length
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes this bundle supports: retrieve and refine need a latent library."""
+        return MODES if self.library is not None and "code_bits" in self._text_outputs else ("generate",)
+
+    def describe(self) -> dict[str, Any]:
+        return {"bundle": str(self.bundle_dir), "providers": self.providers, "precision": self.precision,
+                "image_size": self.image_size, "latent_shape": list(self.latent_shape),
+                "max_prompt_tokens": self.max_prompt_tokens, "modes": list(self.modes),
+                "library_size": len(self.library) if self.library is not None else 0}  # fmt: skip
+
+    # ------------------------------------------------------------------ steps
+
+    def tokenize(self, prompts: str | Sequence[str], warn: bool = True) -> Tokenized:
+        return self.tokenizer(prompts, warn=warn)
+
+    def predict(self, prompts: str | Sequence[str] | Tokenized, warn: bool = True) -> Prediction:
+        """Prompts (or their tokens) -> bit logits (N, C, h, w) and text codes (N, K)."""
+        tokens = prompts if isinstance(prompts, Tokenized) else self.tokenize(prompts, warn=warn)
+        names = ["bit_logits"] + (["code_bits"] if "code_bits" in self._text_outputs else [])
+        logits, codes = [], []
+        for lo in range(0, len(tokens.input_ids), self.max_batch):
+            ids, mask = tokens.input_ids[lo : lo + self.max_batch], tokens.attention_mask[lo : lo + self.max_batch]
+            L = max(int(mask.sum(1).max()), 1)  # a chunk pads only to its own longest prompt
+            feeds = {"input_ids": np.ascontiguousarray(ids[:, :L]), "attention_mask": np.ascontiguousarray(mask[:, :L])}
+            out = self.text_session.run(names, feeds)
+            logits.append(out[0])
+            if len(out) > 1:
+                codes.append(out[1])
+        return Prediction(np.concatenate(logits).astype(np.float32, copy=False),
+                          np.concatenate(codes) if codes else None, tokens)  # fmt: skip
+
+    def decode(self, bits: np.ndarray) -> np.ndarray:
+        """Latent bits uint8 (n, C, h, w) in {0, 1} -> images uint8 (n, H, W, 3)."""
+        bits = np.ascontiguousarray(bits, dtype=np.uint8)
+        if bits.ndim != 4 or bits.shape[1:] != self.latent_shape:
+            raise ValueError(f"bits must be (n, {', '.join(map(str, self.latent_shape))}), got {bits.shape}")
+        if bits.size and bits.max() > 1:
+            raise ValueError("bits must be 0 or 1")
+        images = [self.decoder_session.run(["image"], {"bits": bits[lo : lo + self.max_batch]})[0]
+                  for lo in range(0, len(bits), self.max_batch)]  # fmt: skip
+        return np.concatenate(images) if images else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+
+    def generate_bits(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float = 0.0,
+                      seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True) -> Generation:  # fmt: skip
+        """Prompts -> latent bits uint8 (N * samples, C, h, w), prompt-major (see ``latents.py``)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+        if mode not in self.modes:
+            raise ValueError(f"mode {mode!r} needs a latent library in the bundle; this bundle supports {self.modes}")
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        pred = self.predict(prompts, warn=warn)
+        n = len(pred.bit_logits)
+        prompt_index = np.repeat(np.arange(n, dtype=np.int64), samples)
+        truncated = pred.tokens.truncated
+        if mode == "generate":
+            bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
+            return Generation(bits.reshape(n * samples, *self.latent_shape), prompt_index, None, truncated)
+        assert self.library is not None and pred.code_bits is not None
+        rows = nearest(pred.code_bits, self.library.code_signs, k=samples).reshape(-1)  # (n * S,)
+        start = self.library.bits(rows)
+        if mode == "retrieve":
+            return Generation(start, prompt_index, rows, truncated)
+        target = sample_bits(pred.bit_logits, temperature, seed, samples).reshape(n * samples, *self.latent_shape)
+        logits = np.repeat(pred.bit_logits, samples, axis=0)
+        return Generation(refine_bits(start, logits, strength, target), prompt_index, rows, truncated)
+
+    def generate(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float = 0.0,
+                 seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True) -> np.ndarray:  # fmt: skip
+        """Prompts -> images uint8 (N * samples, H, W, 3), prompt-major.
+
+        ``mode``: "generate" (predicted bits; sampled when ``temperature > 0``), "retrieve" or
+        "refine" (need a latent library in the bundle). An empty or whitespace-only prompt is a
+        ``ValueError``; a prompt over the token limit is truncated with a ``UserWarning``.
+        """
+        gen = self.generate_bits(prompts, mode, temperature=temperature, seed=seed, samples=samples,
+                                 strength=strength, warn=warn)  # fmt: skip
+        return self.decode(gen.bits)
+
+    def generate_png(self, prompts: str | Sequence[str], **kwargs: Any) -> list[bytes]:
+        """``generate`` with each image encoded as PNG bytes."""
+        return [encode_png(image) for image in self.generate(prompts, **kwargs)]
+
+
+
+def generate_images(bundle_dir: str | Path, prompts: str | Sequence[str], output_dir: str | Path, *,
+                    mode: str = "generate", temperature: float = 0.0, seed: int = 0, samples: int = 1,
+                    strength: float = 0.5, device: str = "auto", precision: str = "auto") -> list[Path]:  # fmt: skip
+    """``bitlatent generate`` without click: render prompts with a bundle, write one PNG per image.
+
+    Files are ``<output_dir>/<prompt number>_<sample number>.png`` (e.g. ``000_00.png``), each
+    written atomically. Returns their paths, prompt-major.
+    """
+    generator = OnnxGenerator(bundle_dir, device=device, precision=precision)
+    images = generator.generate(prompts, mode, temperature=temperature, seed=seed, samples=samples, strength=strength)
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for row, image in enumerate(images):
+        path = folder / f"{row // samples:03d}_{row % samples:02d}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(encode_png(image, compress_level=6))
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

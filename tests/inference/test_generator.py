@@ -1,0 +1,175 @@
+"""OnnxGenerator on the tiny bundle: shapes, the three modes, prompt validation, PNG, agreement
+with the torch path, and that the whole inference path runs without torch."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bitlatent.inference import BundleError, OnnxGenerator, encode_png, generate_images
+from bitlatent.inference.latents import refine_bits, sample_bits
+from tests.export.tiny import LIBRARY_SIZE, MAX_PROMPT_TOKENS, PROJECT
+
+PROMPTS = ["a small red circle in the top left corner", "a blue square", "ünïcode 🎨 prompt"]
+
+
+@pytest.fixture(scope="module")
+def generator(tiny) -> OnnxGenerator:
+    return OnnxGenerator(tiny.bundle, device="cpu")
+
+
+def test_no_torch_and_no_transformers_on_the_inference_path(tiny):
+    """A fresh interpreter: import, load, generate, PNG; torch must never be imported."""
+    code = textwrap.dedent(f"""
+        import sys
+        import bitlatent.inference as inference
+        g = inference.OnnxGenerator({str(tiny.bundle)!r}, device="cpu")
+        images = g.generate(["a red circle", "a blue square"], "refine", samples=2, temperature=0.5)
+        assert images.shape == (4, 16, 16, 3)
+        inference.encode_png(images[0])
+        import bitlatent.datasets.onnx_bundle, bitlatent.serving.cli
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "kedro_datasets"))
+        print("HEAVY", heavy)
+        assert not heavy, heavy
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PROJECT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_generate_gives_uint8_images_prompt_major(generator):
+    images = generator.generate(PROMPTS, samples=2, temperature=1.0, seed=1)
+    assert images.shape == (6, 16, 16, 3) and images.dtype == np.uint8
+    gen = generator.generate_bits(PROMPTS, samples=2, temperature=1.0, seed=1)
+    assert list(gen.prompt_index) == [0, 0, 1, 1, 2, 2] and gen.library_index is None
+    np.testing.assert_array_equal(generator.decode(gen.bits), images)
+
+
+def test_argmax_is_deterministic_and_samples_follow_the_seed(generator):
+    a = generator.generate_bits(PROMPTS, samples=3).bits
+    assert (a[0::3] == a[1::3]).all()  # temperature 0: every sample is the argmax
+    s1 = generator.generate_bits(PROMPTS, samples=2, temperature=1.0, seed=5).bits
+    s2 = generator.generate_bits(PROMPTS, samples=2, temperature=1.0, seed=5).bits
+    s3 = generator.generate_bits(PROMPTS, samples=2, temperature=1.0, seed=6).bits
+    np.testing.assert_array_equal(s1, s2)
+    assert (s1 != s3).any()
+    alone = generator.generate_bits(PROMPTS[1:2], samples=2, temperature=1.0, seed=5).bits
+    np.testing.assert_array_equal(alone, s1[2:4])  # a prompt's samples ignore the other prompts
+
+
+def test_retrieve_returns_library_latents_and_refine_interpolates(generator, tiny):
+    ret = generator.generate_bits(PROMPTS, "retrieve", samples=3)
+    assert ret.library_index.shape == (9,) and len(set(ret.library_index[:3])) == 3
+    np.testing.assert_array_equal(ret.bits, tiny.library_bits[ret.library_index])
+    keep = generator.generate_bits(PROMPTS, "refine", samples=3, strength=0.0)
+    np.testing.assert_array_equal(keep.bits, ret.bits)
+    full = generator.generate_bits(PROMPTS, "refine", samples=3, strength=1.0)
+    np.testing.assert_array_equal(full.bits, np.repeat(generator.generate_bits(PROMPTS).bits, 3, axis=0))
+    half = generator.generate_bits(PROMPTS, "refine", samples=3, strength=0.5)
+    d_ret, d_gen = (half.bits != ret.bits).sum(), (half.bits != full.bits).sum()
+    assert d_ret > 0 and d_gen > 0
+    assert generator.modes == ("generate", "retrieve", "refine") and generator.library is not None
+    assert len(generator.library) == LIBRARY_SIZE
+
+
+def test_onnx_generate_matches_the_torch_path(generator, tiny):
+    """Same prompts through TextEncoder + TextToLatentPipeline (torch) and the bundle (ORT)."""
+    from bitlatent.text.encoder import load_text_encoder
+    from bitlatent.text.generate import refine_bits as torch_refine
+    from bitlatent.text.generate import retrieve as torch_retrieve
+    from bitlatent.text.model import TextToLatentPipeline
+
+    encoder = load_text_encoder("cpu")
+    ids, mask = encoder.tokenize(PROMPTS, MAX_PROMPT_TOKENS)
+    tokens = generator.tokenize(PROMPTS)
+    np.testing.assert_array_equal(tokens.input_ids, ids.numpy())
+    with torch.no_grad():
+        logits, bits, codes = TextToLatentPipeline(encoder.model, tiny.head, return_code=True)(ids, mask)
+    ours = generator.generate_bits(PROMPTS)
+    assert (ours.bits == bits.numpy()).mean() >= 0.999
+    pred = generator.predict(PROMPTS)
+    np.testing.assert_array_equal(pred.code_bits, codes.numpy())
+    # retrieve / refine: identical to bitlatent.text.generate on the same codes and logits
+    from bitlatent.export.bundle import _image_codes
+
+    library_codes = _image_codes(tiny.head, tiny.library_bits)
+    rows = torch_retrieve(codes.numpy(), library_codes, k=2).reshape(-1)
+    np.testing.assert_array_equal(generator.generate_bits(PROMPTS, "retrieve", samples=2).library_index, rows)
+    start, lg = tiny.library_bits[rows], np.repeat(pred.bit_logits, 2, axis=0)
+    np.testing.assert_array_equal(refine_bits(start, lg, 0.3), torch_refine(start, lg, 0.3))
+
+
+def test_prompts_are_validated_and_long_ones_truncated_with_a_warning(generator):
+    for bad in ("", "   \n\t", [], ["ok", " "]):
+        with pytest.raises(ValueError, match="empty|no prompt"):
+            generator.generate(bad)
+    with pytest.raises(TypeError):
+        generator.generate([b"bytes"])
+    long = "a red circle " + "and a blue square " * 20
+    with pytest.warns(UserWarning, match=f"longer than {MAX_PROMPT_TOKENS} tokens were truncated"):
+        gen = generator.generate_bits([long, "short"])
+    assert list(gen.truncated) == [True, False]
+    tokens = generator.tokenize([long], warn=False)
+    assert tokens.input_ids.shape == (1, MAX_PROMPT_TOKENS) and tokens.input_ids[0, -1] == 102  # [SEP] kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        generator.generate(["short"])  # no warning when nothing is cut
+
+
+def test_bad_options_are_errors(generator):
+    with pytest.raises(ValueError, match="unknown mode"):
+        generator.generate(["x"], "dream")
+    with pytest.raises(ValueError, match="temperature"):
+        generator.generate(["x"], temperature=-1)
+    with pytest.raises(ValueError, match="samples"):
+        generator.generate(["x"], samples=0)
+    with pytest.raises(ValueError, match="bits must be"):
+        generator.decode(np.zeros((1, 4, 4), np.uint8))
+    with pytest.raises(ValueError, match="device"):
+        OnnxGenerator(generator.bundle_dir, device="tpu")
+
+
+def test_big_inputs_are_split_into_chunks(tiny):
+    small = OnnxGenerator(tiny.bundle, device="cpu", max_batch=2)
+    big = OnnxGenerator(tiny.bundle, device="cpu")
+    prompts = PROMPTS * 2
+    np.testing.assert_array_equal(small.generate(prompts), big.generate(prompts))
+
+
+def test_a_tampered_bundle_is_refused(tiny, tmp_path):
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny.bundle, copy)
+    with open(copy / "text_to_latent.onnx", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(BundleError, match="sha256"):
+        OnnxGenerator(copy)
+
+
+def test_png_round_trip_and_generate_images(generator, tiny, tmp_path):
+    image = generator.generate(["a red circle"])[0]
+    png = encode_png(image)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), image)
+    with pytest.raises(ValueError, match="uint8"):
+        encode_png(image.astype(np.float32))
+    paths = generate_images(tiny.bundle, ["a red circle", "a blue square"], tmp_path / "out", samples=2,
+                            temperature=0.5, device="cpu")  # fmt: skip
+    assert [p.name for p in paths] == ["000_00.png", "000_01.png", "001_00.png", "001_01.png"]
+    assert all(np.asarray(Image.open(p)).shape == (16, 16, 3) for p in paths)
+
+
+def test_sampling_rate_follows_the_temperature():
+    logits = np.full((1, 4, 8, 8), 1.0, np.float32)
+    cold = sample_bits(logits, 0.05, seed=0, samples=50).mean()
+    warm = sample_bits(logits, 5.0, seed=0, samples=50).mean()
+    assert cold > 0.99 and 0.45 < warm < 0.65  # sigmoid(1/0.05) ~ 1, sigmoid(0.2) ~ 0.55
