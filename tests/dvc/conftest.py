@@ -54,7 +54,8 @@ TINY = {
 # cache: false outputs live in git; the project's .gitignore must not ignore them
 # (test_dvc_yaml.test_uncached_outputs_are_committed_by_git checks the real one).
 GIT_TRACKED = ("data/08_reporting/metrics.json", "data/08_reporting/pretraining_curves.json",
-               "data/08_reporting/alignment_curves.json")
+               "data/08_reporting/alignment_curves.json", "data/08_reporting/rate_distortion/bitlatent.json",
+               "data/08_reporting/rate_distortion/jpeg.json", "data/08_reporting/rate_distortion/webp.json")
 
 COPIED_FILES = ("pyproject.toml", ".telemetry", ".gitignore", "dvc.yaml", ".dvcignore",
                 ".dvc/config", ".dvc/.gitignore")
