@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bitlatent.inference.prompts import validate_prompts  # noqa: F401  (torch-free, shared with ONNX inference)
+
 from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 __all__ = [
@@ -127,24 +129,6 @@ def encoder_info(path: Path | None = None) -> EncoderInfo:
 
 
 # ----------------------------------------------------------------------------- prompts
-
-
-def validate_prompts(prompts: str | Sequence[str]) -> list[str]:
-    """A prompt or a list of prompts -> a list of prompts; empty or whitespace-only is a ValueError.
-
-    Any Unicode text is accepted as is (no normalisation beyond the tokenizer's own).
-    """
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = list(prompts)
-    if not prompts:
-        raise ValueError("no prompt given: pass at least one non-empty prompt")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise TypeError(f"prompt {i} is {type(p).__name__}, not str")
-        if not p.strip():
-            raise ValueError(f"prompt {i} is empty or whitespace only: describe the image in words, e.g. 'a red circle'")
-    return prompts
 
 
 # ----------------------------------------------------------------------------- features
