@@ -68,8 +68,8 @@ class DecoderConfig:
     kernel_size: int = 3
     """Odd kernel size of the spatial convolutions (blocks, head, "nearest" upsampling)."""
     upsample: str = "pixelshuffle"
-    """"pixelshuffle" (conv at low resolution to 4x channels, then depth-to-space; cheap) or
-    "nearest" (nearest-neighbour x2, then conv at high resolution)."""
+    """"pixelshuffle" (1x1 conv to 4x channels, then depth-to-space; cheap, no spatial reach) or
+    "nearest" (nearest-neighbour x2, then a k x k conv at the higher resolution)."""
     activation: str = "silu"
     """Pointwise nonlinearity: "silu", "gelu" or "relu"."""
     out_channels: int = 3

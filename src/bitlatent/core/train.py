@@ -483,8 +483,6 @@ def fit_latents(
     for p in decoder.parameters():
         p.requires_grad_(False)  # gradients flow to the latents only
     weights_digest = hashlib.sha256(b"".join(v.detach().float().cpu().numpy().tobytes() for v in decoder.state_dict().values())).hexdigest()
-    # fp16 autocast (CUDA without bf16): scale the loss so that small gradients do not underflow
-    loss_scale = 1024.0 if rt.amp_dtype == torch.float16 else 1.0
     identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
                 "indices_sum": int(indices.sum()), "images_shape": list(images.shape), "weights": weights_digest,
                 "init": None if init_packed is None else hashlib.sha256(np.ascontiguousarray(init_packed).tobytes()).hexdigest()}  # fmt: skip
@@ -525,49 +523,25 @@ def fit_latents(
             )  # fmt: skip
             if init_packed is not None:
                 table.logits.copy_(bits_to_signs(unpack_bits(init_packed[lo:hi], spec)) * cfg.fit_init_magnitude)
-                if cfg.fit_keep_best:  # the given bits are a candidate too
-                    with torch.no_grad():
-                        given = rt.decode(decoder, bits_to_signs(table.logits >= 0))
-                    table.update_best(torch.arange(hi - lo, device=rt.device), _loss_per_sample(given, x, cfg.loss), table.logits)
-            s0 = 0
+            first = 0
             if c == start_chunk and table_state is not None:
                 table.load_state_dict(table_state)
-                s0 = start_step
-            rows = torch.arange(hi - lo, device=rt.device)
-            for s in range(s0, cfg.fit_steps):
-                hardness = hardness_at(s / cfg.fit_steps, cfg.fit_soft_until, cfg.fit_hard_from)
-                logits = table.gather(rows)  # (B, C, h, w), leaf
-                out = rt.decode(decoder, binarize(logits, hardness, cfg.relaxation, cfg.temperature))
-                per_sample = _loss_per_sample(out, x, cfg.loss)  # (B,)
-                (per_sample.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
-                if hardness >= 1.0 and cfg.fit_keep_best:
-                    table.update_best(rows, per_sample, logits)
-                grad = logits.grad / loss_scale
-                if bool(torch.isfinite(grad).all()):
-                    table.step(rows, grad, cfg.fit_lr * _cosine(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
+                first = start_step
 
+            def on_step(s: int, record: dict[str, float]) -> None:
                 step = c * cfg.fit_steps + s + 1
-                mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
-                wall = wall_before + time.perf_counter() - t0
-                record = {"step": step, "loss": per_sample.mean().item(), "psnr": psnr_from_mse(mse.mean().item()),
-                          "hardness": hardness, "wall_time": wall, "chunk": c}  # fmt: skip
+                record = {"step": step, **record, "wall_time": wall_before + time.perf_counter() - t0, "chunk": c}
                 for k, v in record.items():
                     curves[k].append(float(v))
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.5f}", psnr=f"{record['psnr']:.2f}", refresh=False)
                 if path is not None and step % cfg.checkpoint_every == 0 and s + 1 < cfg.fit_steps:
-                    save(c, s + 1, table, wall)
+                    save(c, s + 1, table, record["wall_time"])
                 if callback is not None:
                     callback(step, record)
 
-            with torch.no_grad():  # the bits after the last update, then the final choice in float32
-                logits = table.logits
-                if cfg.fit_keep_best:
-                    hard = bits_to_signs(logits >= 0).to(rt.device)
-                    table.update_best(rows, _loss_per_sample(rt.decode(decoder, hard), x, cfg.loss), logits)
-                signs = table.signs(best=cfg.fit_keep_best)  # (B, C, h, w)
-                final = decoder(signs.contiguous(memory_format=rt.memory_format)).float()
-                mse_out[lo:hi] = _loss_per_sample(final, x, "mse").double().cpu().numpy()
+            given = init_packed is not None and first == 0
+            mse_out[lo:hi] = _fit_chunk(decoder, rt, cfg, x, table, first, check_start=given, on_step=on_step)
             packed[lo:hi] = table.packed(best=cfg.fit_keep_best)
             if path is not None:
                 save(c + 1, 0, None, wall_before + time.perf_counter() - t0)
@@ -579,6 +553,50 @@ def fit_latents(
     if path is not None and n_chunks == 0:
         save(0, 0, None, wall_before)
     return FitResult(packed=packed, mse=mse_out, spec=spec, curves=curves, indices=indices)
+
+
+def _fit_chunk(
+    decoder: BinaryLatentDecoder,
+    rt: _Runtime,
+    cfg: TrainConfig,
+    x: torch.Tensor,
+    table: LatentTable,
+    first: int,
+    check_start: bool,
+    on_step: Callable[[int, dict[str, float]], None],
+) -> np.ndarray:
+    """Fit the latents in ``table`` to the images ``x`` (B, 3, H, W), steps ``first..fit_steps-1``,
+    the decoder frozen. Returns the (B,) float64 MSE of the chosen bits (float32 decoder)."""
+    rows = torch.arange(len(table), device=rt.device)
+    # fp16 autocast (CUDA without bf16): scale the loss so that small gradients do not underflow
+    loss_scale = 1024.0 if rt.amp_dtype == torch.float16 else 1.0
+
+    def hard_loss() -> torch.Tensor:  # (B,) loss of the current logits' hard bits
+        with torch.no_grad():
+            return _loss_per_sample(rt.decode(decoder, bits_to_signs(table.logits >= 0)), x, cfg.loss)
+
+    if check_start and cfg.fit_keep_best:  # given initial bits are a candidate too
+        table.update_best(rows, hard_loss(), table.logits)
+    for s in range(first, cfg.fit_steps):
+        hardness = hardness_at(s / cfg.fit_steps, cfg.fit_soft_until, cfg.fit_hard_from)
+        logits = table.gather(rows)  # (B, C, h, w), leaf
+        out = rt.decode(decoder, binarize(logits, hardness, cfg.relaxation, cfg.temperature))  # (B, 3, H, W)
+        per_sample = _loss_per_sample(out, x, cfg.loss)  # (B,)
+        (per_sample.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
+        if hardness >= 1.0 and cfg.fit_keep_best:  # the loss of exactly these hard bits
+            table.update_best(rows, per_sample, logits)
+        grad = logits.grad / loss_scale
+        if bool(torch.isfinite(grad).all()):
+            table.step(rows, grad, cfg.fit_lr * _cosine(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
+        mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
+        on_step(s, {"loss": per_sample.mean().item(), "psnr": psnr_from_mse(mse.mean().item()), "hardness": hardness})
+
+    if cfg.fit_keep_best:  # the bits after the last update are a candidate too
+        table.update_best(rows, hard_loss(), table.logits)
+    with torch.no_grad():
+        signs = table.signs(best=cfg.fit_keep_best)  # (B, C, h, w)
+        final = decoder(signs.contiguous(memory_format=rt.memory_format)).float()  # float32, no autocast
+        return _loss_per_sample(final, x, "mse").double().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- decoding
