@@ -79,7 +79,13 @@ def default_components() -> dict[str, ComponentConfig]:
             params={"alignment.feature_cache": "{shared_root}/04_feature/text_features",
                     "alignment.checkpoint_root": "{shared_root}/06_models/checkpoints/alignment"},
         ),
-        "evaluation": ComponentConfig("4", "8", "16Gi", "32Gi"),
+        "evaluation": ComponentConfig(
+            "4", "8", "16Gi", "32Gi",
+            # reads params:alignment and params:data too: their paths must not point at the pod's disk
+            params={"alignment.feature_cache": "{shared_root}/04_feature/text_features",
+                    "alignment.checkpoint_root": "{shared_root}/06_models/checkpoints/alignment",
+                    "data.scratch_dir": "{shared_root}/02_intermediate/scratch"},
+        ),
         "export": ComponentConfig("2", "4", "8Gi", "16Gi"),
     }
 
