@@ -296,7 +296,9 @@ def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], curves: dict[str, list[float]], state: dict[str, Any]) -> None:
+def _save_checkpoint(
+    path: Path, tensors: dict[str, torch.Tensor], curves: dict[str, list[float]], state: dict[str, Any]
+) -> None:
     tensors = dict(tensors)
     for k, v in curves.items():
         tensors[f"curve.{k}"] = torch.tensor(v, dtype=torch.float64)
@@ -304,7 +306,7 @@ def _save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], curves: dict[
     atomic_save_tensors(path, tensors, metadata={"state": json.dumps(state)})
 
 
-def _load_checkpoint(path: Path, device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, list[float]], dict[str, Any]]:
+def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[float]], dict[str, Any]]:
     tensors, metadata = load_tensors(path, device="cpu")
     state = json.loads(metadata["state"])
     curves = {k: tensors.pop(f"curve.{k}").tolist() for k in state["curve_keys"]}
@@ -319,7 +321,16 @@ def _check_resume(state: dict[str, Any], expected: dict[str, Any], path: Path) -
     wanted = {k: strip(v) if isinstance(v, dict) else v for k, v in expected.items()}
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        raise ValueError(f"checkpoint {path} belongs to another run (differs in {diff}); remove it or use another checkpoint_dir")
+        raise ValueError(
+            f"checkpoint {path} belongs to another run (differs in {diff}); remove it or use another checkpoint_dir"
+        )
+
+
+def _digest(arrays: Any) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def _subtable(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -371,7 +382,7 @@ def pretrain(
     curves, start, wall_before = _new_curves("epoch"), 0, 0.0
     path = Path(checkpoint_dir) / PRETRAIN_CHECKPOINT if checkpoint_dir is not None else None
     if path is not None and path.exists():
-        tensors, curves, state = _load_checkpoint(path, rt.device)
+        tensors, curves, state = _load_checkpoint(path)
         _check_resume(state, identity, path)
         decoder.load_state_dict(_subtable("decoder.", tensors))
         table.load_state_dict(_subtable("latents.", tensors))
@@ -482,12 +493,13 @@ def fit_latents(
     grad_flags = [p.requires_grad for p in decoder.parameters()]
     for p in decoder.parameters():
         p.requires_grad_(False)  # gradients flow to the latents only
-    weights_digest = hashlib.sha256(b"".join(v.detach().float().cpu().numpy().tobytes() for v in decoder.state_dict().values())).hexdigest()
-    identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
-                "indices_sum": int(indices.sum()), "images_shape": list(images.shape), "weights": weights_digest,
-                "init": None if init_packed is None else hashlib.sha256(np.ascontiguousarray(init_packed).tobytes()).hexdigest()}  # fmt: skip
     if init_packed is not None and (init_packed.shape != (n, spec.bytes_per_image) or init_packed.dtype != np.uint8):
-        raise ValueError(f"init_packed must be uint8 ({n}, {spec.bytes_per_image}), got {init_packed.dtype} {init_packed.shape}")
+        got = f"{init_packed.dtype} {init_packed.shape}"
+        raise ValueError(f"init_packed must be uint8 ({n}, {spec.bytes_per_image}), got {got}")
+    identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
+                "indices_sum": int(indices.sum()), "images_shape": list(images.shape),
+                "weights": _digest(t.detach().float().cpu().numpy() for t in decoder.state_dict().values()),
+                "init": None if init_packed is None else _digest([init_packed])}  # fmt: skip
 
     packed = np.zeros((n, spec.bytes_per_image), dtype=np.uint8)
     mse_out = np.zeros(n, dtype=np.float64)
@@ -495,7 +507,7 @@ def fit_latents(
     start_chunk, start_step, table_state = 0, 0, None
     path = Path(checkpoint_dir) / FIT_CHECKPOINT if checkpoint_dir is not None else None
     if path is not None and path.exists():
-        tensors, curves, state = _load_checkpoint(path, rt.device)
+        tensors, curves, state = _load_checkpoint(path)
         _check_resume(state, identity, path)
         packed[:] = tensors["packed"].numpy()
         mse_out[:] = tensors["mse"].numpy()
