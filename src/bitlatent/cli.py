@@ -242,8 +242,8 @@ def evaluate(data_format, path, output, max_pairs, steps, decoder_dir, text_mode
     """Metrics of the trained models on an external held-out dataset (nothing is trained on it)."""
     import json
 
+    from bitlatent.core.io import atomic_write_bytes
     from bitlatent.core.train import TrainConfig
-    from bitlatent.data.shards import atomic_write_bytes
     from bitlatent.evaluation.external import evaluate_external
     from bitlatent.text.model import load_text_to_latent
 

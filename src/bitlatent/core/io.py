@@ -2,6 +2,9 @@
 
 A killed process leaves either the previous file or the new one, never a half-written file
 under the final name. Tensors go to safetensors (never pickle).
+
+torch and safetensors are imported only by the tensor functions, so the byte, JSON and
+``.npy`` writers serve torch-free code too (``bitlatent.data``: shards, ingest).
 """
 
 from __future__ import annotations
@@ -10,22 +13,33 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from safetensors.torch import load_file, safe_open, save_file
+import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_save_tensors", "load_tensors", "read_json"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_save_npy",
+    "atomic_save_tensors",
+    "load_tensors",
+    "read_json",
+]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """``write(tmp)`` fills a temporary file beside ``path``; it is fsynced and renamed to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -35,8 +49,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """``np.save`` (to exactly ``path``: no ``.npy`` is appended), atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+    return atomic_write(path, write)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -48,25 +76,16 @@ def atomic_save_tensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> Path:
     """Save a flat ``name -> tensor`` dict as safetensors, atomically. ``metadata`` is str -> str."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(cpu, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    from safetensors.torch import save_file
+
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load a safetensors file: ``(tensors, metadata)``."""
+    from safetensors.torch import load_file, safe_open
+
     tensors = load_file(str(path), device=str(device))
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata() or {})

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bitlatent.core.binary import LatentSpec
-from bitlatent.data.shards import atomic_write_bytes
+from bitlatent.core.io import atomic_write_bytes
 
 
 @dataclass

@@ -10,8 +10,8 @@ import numpy as np
 from kedro.io import AbstractDataset
 
 from bitlatent.core.decoder import BinaryLatentDecoder, load_decoder, save_decoder
+from bitlatent.core.io import atomic_write_bytes
 from bitlatent.data.latent_shards import LatentShard, load_latent_folder, save_latent_shard
-from bitlatent.data.shards import atomic_write_bytes
 
 LATENT_INDEX = "index.json"
 
