@@ -39,7 +39,6 @@ import logging
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -47,16 +46,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .binary import binarize, hardness_at, logits_to_bits, pack_bits
 from .capacity import capacity_report
+from .config import TrainConfig
 from .decoder import BinaryLatentDecoder, DecoderConfig, save_decoder
-from .io import atomic_write_json
+from .io import atomic_save_npy, atomic_write_json
 from .latents import LatentTable
 from .metrics import psnr_from_mse
-from .train import TrainConfig
+from .runtime import (Runtime, check_images, cosine_schedule, epoch_permutation, load_batch, loss_per_sample, new_curves,
+                      resolve_device)  # fmt: skip
 
 __all__ = ["DistributedPretrainResult", "pretrain_distributed", "owned_rows", "main"]
 
@@ -86,32 +86,7 @@ class DistributedPretrainResult:
 
 
 # ----------------------------------------------------------------------------- helpers
-# Small copies of train.py's private helpers (kept identical: the equivalence test checks it).
-
-
-def _cosine(step: int, total: int, min_ratio: float, warmup: int = 0) -> float:
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-
-
-def _permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-    return torch.randperm(n, generator=g)
-
-
-def _loss_per_sample(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """(B, 3, H, W) x 2 -> (B,)"""
-    if kind == "mse":
-        return F.mse_loss(out, target, reduction="none").flatten(1).mean(1)
-    return F.l1_loss(out, target, reduction="none").flatten(1).mean(1)
-
-
-def _load_batch(images: Any, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Rows of a uint8 (N, H, W, 3) array-like -> float32 (B, 3, H, W) in [0, 1]."""
-    batch = np.stack([np.asarray(images[int(i)]) for i in rows]) if len(rows) else np.zeros((0, *images.shape[1:]), np.uint8)
-    return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+# Batches, loss, schedule, permutation and AMP are runtime.py's, the same code as train.pretrain's.
 
 
 def owned_rows(n: int, rank: int, world_size: int) -> np.ndarray:
@@ -152,10 +127,7 @@ def _setup() -> tuple[int, int, int]:
 
 
 def _device(cfg: TrainConfig, local_rank: int, world_size: int) -> torch.device:
-    name = cfg.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = resolve_device(cfg.device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)  # one GPU per process
     if device.type == "cuda":
@@ -185,28 +157,18 @@ def pretrain_distributed(
     """
     cfg = config or TrainConfig()
     rank, world, local_rank = _setup()
-    device = _device(cfg, local_rank, world)
-    amp_dtype = None
-    if device.type == "cuda" and cfg.amp:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    elif device.type == "cpu" and cfg.cpu_bf16:
-        amp_dtype = torch.bfloat16
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    rt = Runtime(cfg, device=_device(cfg, local_rank, world))
+    device, scaler = rt.device, rt.scaler
 
     if not isinstance(decoder, BinaryLatentDecoder):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             decoder = BinaryLatentDecoder(decoder or DecoderConfig())
     spec = decoder.latent_spec
-    shape = getattr(images, "shape", None)
-    if shape is None or len(shape) != 4 or shape[3] != 3 or np.dtype(images.dtype) != np.uint8:
-        raise ValueError(f"images must be a uint8 array-like (N, H, W, 3), got {getattr(images, 'dtype', None)} {shape}")
-    if shape[1] != spec.image_size or shape[2] != spec.image_size:
-        raise ValueError(f"images are {shape[1]}x{shape[2]}, the decoder makes {spec.image_size}x{spec.image_size}")
+    check_images(images, spec.image_size)
     indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
     n = len(indices)
-    decoder.to(device, memory_format=memory_format).train()
+    decoder.to(device, memory_format=rt.memory_format).train()
     if rank == 0:
         capacity_report(spec, n, decoder)
 
@@ -219,21 +181,21 @@ def pretrain_distributed(
     B = cfg.batch_size
     steps_per_epoch = math.ceil(n / B)
     total = cfg.epochs * steps_per_epoch
-    curves: dict[str, list[float]] = {k: [] for k in ("step", "loss", "psnr", "hardness", "wall_time", "epoch")}
+    curves = new_curves("epoch")
 
     t0 = time.perf_counter()
     perm, perm_epoch = None, -1
     for step in range(total):
         epoch, it = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            perm, perm_epoch = _permutation(cfg.seed, epoch, n), epoch
+            perm, perm_epoch = epoch_permutation(cfg.seed, epoch, n), epoch
         batch = perm[it * B : (it + 1) * B]  # (B,) global rows, the same on every rank
         mine = batch[batch % world == rank]  # (b,) the rows this rank owns, b ~ B / W
         local = (mine // world).to(device)  # (b,) rows of the local table
-        x = _load_batch(images, indices[mine.numpy()], device)  # (b, 3, H, W)
+        x = load_batch(images, indices[mine.numpy()], device)  # (b, 3, H, W)
 
         hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
-        lr_factor = _cosine(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+        lr_factor = cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = cfg.decoder_lr * lr_factor
         logits = table.gather(local)  # (b, C, h, w), leaf
@@ -241,15 +203,13 @@ def pretrain_distributed(
         empty = len(local) == 0  # this rank owns no row of the batch: it still joins the all-reduce
         if empty:  # with a zero-weighted dummy sample (empty batches break some backward kernels)
             z = torch.zeros(1, *spec.shape, device=device)
-        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext():
-            out = model(z.contiguous(memory_format=memory_format))
-        out = out.float()  # (b, 3, H, W)
+        out = rt.decode(model, z)  # (b, 3, H, W)
         if empty:
             per_sample = mse = out.new_zeros(0)
             loss = out.sum() * 0.0
         else:
-            per_sample = _loss_per_sample(out, x, cfg.loss)  # (b,)
-            mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
+            per_sample = loss_per_sample(out, x, cfg.loss)  # (b,)
+            mse = per_sample if cfg.loss == "mse" else loss_per_sample(out.detach(), x, "mse")
             # DDP averages over W ranks: W/B * sum(own) averages to the mean over the global batch.
             loss = per_sample.sum() * (world / len(batch))
 
@@ -277,7 +237,8 @@ def pretrain_distributed(
             opt.step()
         if stats[2].item() == 0 and len(local):
             # d(loss)/d latent * B / W = d(own loss)/d latent, as in pretrain
-            table.step(local, latent_grad * (len(batch) / world), cfg.latent_lr * _cosine(step, total, cfg.min_lr_ratio))
+            lr = cfg.latent_lr * cosine_schedule(step, total, cfg.min_lr_ratio)
+            table.step(local, latent_grad * (len(batch) / world), lr)
 
         loss_value, mse_value = stats[0].item() / len(batch), stats[1].item() / len(batch)
         record = {"step": step + 1, "loss": loss_value, "psnr": psnr_from_mse(mse_value), "hardness": hardness,
@@ -322,10 +283,8 @@ def _gather_latents(table: LatentTable, n: int, rank: int, world: int, gather_lo
 def _save_outputs(out: Path, decoder, packed, indices, curves, world: int, cfg: TrainConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     save_decoder(decoder, out, extra={"pretrain": {"world_size": world, "train": cfg.to_dict(), "n": int(len(indices))}})
-    for name, arr in ((LATENTS_FILE, packed), (INDICES_FILE, indices)):
-        tmp = out / f".{name}.tmp.npy"
-        np.save(tmp, arr)
-        os.replace(tmp, out / name)
+    atomic_save_npy(out / LATENTS_FILE, packed)
+    atomic_save_npy(out / INDICES_FILE, indices)
     atomic_write_json(out / SPEC_FILE, decoder.latent_spec.to_dict())
     atomic_write_json(out / CURVES_FILE, curves)
 

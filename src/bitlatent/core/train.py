@@ -25,31 +25,34 @@ Killing a run loses only the steps after its last checkpoint; calling again with
 
 On CUDA, mixed precision (bf16, or fp16 with a gradient scaler) is used when ``amp``; on CPU,
 float32 unless ``cpu_bf16`` (bf16 autocast: much faster on CPUs with AMX, still deterministic).
+
+``TrainConfig`` lives in ``config.py``, the checkpoint format in ``checkpoint.py``, device / AMP /
+batch / schedule helpers in ``runtime.py``; all public names are importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .binary import LatentSpec, binarize, bits_to_signs, hardness_at, unpack_bits
 from .capacity import capacity_report
+from .checkpoint import (check_resume, digest, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
+                         save_checkpoint, subtable)  # fmt: skip
+from .config import RESUME_FREE, TrainConfig
 from .decoder import BinaryLatentDecoder, DecoderConfig
-from .io import atomic_save_tensors, load_tensors
 from .latents import LatentTable
 from .metrics import psnr_from_mse
+from .runtime import (Runtime, check_images, cosine_schedule, epoch_permutation, load_batch, loss_per_sample,
+                      new_curves)  # fmt: skip
 
 __all__ = [
     "TrainConfig",
@@ -66,114 +69,6 @@ logger = logging.getLogger(__name__)
 
 PRETRAIN_CHECKPOINT = "pretrain.safetensors"
 FIT_CHECKPOINT = "fit.safetensors"
-CURVE_KEYS = ("step", "loss", "psnr", "hardness", "wall_time")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that steers ``pretrain`` and ``fit_latents``. Fractions refer to the run's steps."""
-
-    # --- runtime
-    seed: int = 0
-    """Seed of the decoder init, the latent init and the per-epoch permutations."""
-    device: str = "auto"
-    """"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1", ..."""
-    amp: bool = True
-    """Mixed precision on CUDA: bf16 where supported, else fp16 with a gradient scaler."""
-    cpu_bf16: bool = False
-    """bf16 autocast on CPU too (several times faster on CPUs with AMX; deterministic)."""
-    channels_last: bool = True
-    """Run convolutions in channels-last memory format (faster on CPU and on tensor cores)."""
-    loss: str = "mse"
-    """Per-pixel loss: "mse" or "l1". PSNR in the curves is always computed from the MSE."""
-    progress: bool = True
-    """Show a tqdm progress bar with loss and PSNR."""
-    checkpoint_every: int = 500
-    """Write a checkpoint every this many steps (and at the end) when a checkpoint_dir is given."""
-
-    # --- stage 1: joint pretraining of decoder + latents of a subset
-    epochs: int = 40
-    """Passes over the subset; each latent is updated once per epoch."""
-    batch_size: int = 32
-    """Images per pretraining step."""
-    decoder_lr: float = 2e-3
-    """Peak Adam learning rate of the decoder."""
-    decoder_betas: tuple[float, float] = (0.9, 0.99)
-    """Adam betas of the decoder."""
-    decoder_weight_decay: float = 0.0
-    """Decoupled weight decay of the decoder (AdamW); 0 disables."""
-    decoder_grad_clip: float = 1.0
-    """Clip the decoder's gradient norm to this value; 0 disables."""
-    warmup_steps: int = 200
-    """Linear warm-up of the decoder's learning rate."""
-    min_lr_ratio: float = 0.05
-    """Cosine decay of both learning rates down to this fraction of their peak."""
-    latent_lr: float = 0.5
-    """Adam learning rate of the latent logits (logit units per update; logits live in [-1, 1]).
-    High, because each latent is updated only once per epoch (0.05 -> 0.2 -> 0.5 gave
-    21.8 -> 23.2 -> 23.4 dB on held-out images in the same run)."""
-    latent_betas: tuple[float, float] = (0.5, 0.9)
-    """Adam betas of the latents. Low: a latent's updates are an epoch apart and the decoder moves."""
-    latent_init_std: float = 0.3
-    """Std of the initial logits (random initial bits)."""
-    logit_clip: float = 1.0
-    """Logits are clamped to [-clip, clip] after each update (so any bit can still flip); 0 disables."""
-    relaxation: str = "hardtanh"
-    """Soft relaxation used while annealing: "hardtanh" (clamp(l/T, -1, 1)) or "tanh" (tanh(l/T))."""
-    temperature: float = 1.0
-    """T of the relaxation (also sets the straight-through gradient's window)."""
-    soft_until: float = 0.0
-    """Pretraining: fully soft latents up to this fraction of the steps..."""
-    hard_from: float = 0.3
-    """...then a linear ramp to hard bits, hard from this fraction on (0: hard from the start)."""
-
-    # --- stage 2: fitting latents with the decoder frozen (also: encoding new images)
-    fit_steps: int = 100
-    """Full-chunk steps per chunk of images."""
-    fit_batch_size: int = 256
-    """Images per chunk (all fitted together; the latent table holds only this chunk)."""
-    fit_lr: float = 0.2
-    """Peak Adam learning rate of the logits while fitting, cosine-decayed over fit_steps."""
-    fit_min_lr_ratio: float = 0.05
-    """Final fraction of fit_lr."""
-    fit_betas: tuple[float, float] = (0.9, 0.99)
-    """Adam betas of the logits while fitting."""
-    fit_init_std: float = 0.01
-    """Std of the initial logits when fitting (near zero: undecided bits)."""
-    fit_soft_until: float = 0.0
-    """Fitting: fully soft latents up to this fraction of fit_steps..."""
-    fit_hard_from: float = 0.0
-    """...then a ramp, hard bits from this fraction on (0: hard from the start). The decoder ends
-    pretraining on hard bits, so soft inputs are foreign to it: hard from the start fits best."""
-    fit_init_magnitude: float = 0.5
-    """|initial logit| when fitting starts from given bits (``init_packed``, e.g. predicted from text)."""
-    fit_keep_best: bool = True
-    """Keep, per image, the hard bits with the lowest loss seen during the hard phase."""
-
-    def __post_init__(self) -> None:
-        self.decoder_betas = tuple(self.decoder_betas)
-        self.latent_betas = tuple(self.latent_betas)
-        self.fit_betas = tuple(self.fit_betas)
-        if self.loss not in ("mse", "l1"):
-            raise ValueError(f"unknown loss {self.loss!r}")
-        if self.batch_size < 1 or self.fit_batch_size < 1 or self.epochs < 0 or self.fit_steps < 0:
-            raise ValueError("batch sizes must be >= 1, epochs and fit_steps >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
-
-
-# Fields that may change between a run and its resumption.
-_RESUME_FREE = {"device", "amp", "cpu_bf16", "channels_last", "progress", "checkpoint_every"}
 
 
 @dataclass
@@ -209,134 +104,6 @@ class FitResult:
         return float(np.mean(10 * np.log10(1.0 / np.maximum(self.mse, 1e-12))))
 
 
-# ----------------------------------------------------------------------------- runtime helpers
-
-
-class _Runtime:
-    """Device, autocast and gradient scaler, resolved once from the config."""
-
-    def __init__(self, cfg: TrainConfig):
-        name = cfg.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(name)
-        self.amp_dtype: torch.dtype | None = None
-        if self.device.type == "cuda" and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif self.device.type == "cpu" and cfg.cpu_bf16:
-            self.amp_dtype = torch.bfloat16
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-
-    def autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def decode(self, decoder: BinaryLatentDecoder, z: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, 3, H, W) float32, under autocast."""
-        with self.autocast():
-            out = decoder(z.contiguous(memory_format=self.memory_format))
-        return out.float()
-
-
-def _check_images(images: Any, image_size: int) -> None:
-    shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", None)
-    if shape is None or len(shape) != 4 or shape[3] != 3 or np.dtype(dtype) != np.uint8:
-        raise ValueError(f"images must be a uint8 array-like (N, H, W, 3), got {dtype} {shape}")
-    if shape[1] != image_size or shape[2] != image_size:
-        raise ValueError(f"images are {shape[1]}x{shape[2]}, the decoder makes {image_size}x{image_size}")
-
-
-def _load_batch(images: Any, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Read ``rows`` of a uint8 (N, H, W, 3) array-like -> float32 (B, 3, H, W) in [0, 1]."""
-    batch = np.stack([np.asarray(images[int(i)]) for i in rows])  # (B, H, W, 3) uint8
-    return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def _loss_per_sample(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """(B, 3, H, W) x 2 -> (B,)"""
-    if kind == "mse":
-        return F.mse_loss(out, target, reduction="none").flatten(1).mean(1)
-    return F.l1_loss(out, target, reduction="none").flatten(1).mean(1)
-
-
-def _cosine(step: int, total: int, min_ratio: float, warmup: int = 0) -> float:
-    """Learning-rate factor: linear warm-up, then cosine from 1 down to ``min_ratio``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-
-
-def _permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-    return torch.randperm(n, generator=g)
-
-
-def _new_curves(*extra: str) -> dict[str, list[float]]:
-    return {k: [] for k in (*CURVE_KEYS, *extra)}
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def _optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors, keys = {}, {}
-    for i, st in sd["state"].items():
-        keys[str(i)] = sorted(st)
-        for k, v in st.items():
-            tensors[f"opt.{i}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
-    return tensors, {"param_groups": sd["param_groups"], "state_keys": keys}
-
-
-def _optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    state = {int(i): {k: tensors[f"opt.{i}.{k}"] for k in ks} for i, ks in meta["state_keys"].items()}
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-def _save_checkpoint(
-    path: Path, tensors: dict[str, torch.Tensor], curves: dict[str, list[float]], state: dict[str, Any]
-) -> None:
-    tensors = dict(tensors)
-    for k, v in curves.items():
-        tensors[f"curve.{k}"] = torch.tensor(v, dtype=torch.float64)
-    state = {**state, "curve_keys": list(curves)}
-    atomic_save_tensors(path, tensors, metadata={"state": json.dumps(state)})
-
-
-def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, list[float]], dict[str, Any]]:
-    tensors, metadata = load_tensors(path, device="cpu")
-    state = json.loads(metadata["state"])
-    curves = {k: tensors.pop(f"curve.{k}").tolist() for k in state["curve_keys"]}
-    return tensors, curves, state
-
-
-def _check_resume(state: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if k not in _RESUME_FREE}
-
-    saved = {k: strip(v) if isinstance(v, dict) else v for k, v in state["identity"].items()}
-    wanted = {k: strip(v) if isinstance(v, dict) else v for k, v in expected.items()}
-    if saved != wanted:
-        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        raise ValueError(
-            f"checkpoint {path} belongs to another run (differs in {diff}); remove it or use another checkpoint_dir"
-        )
-
-
-def _digest(arrays: Any) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-def _subtable(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
 # ----------------------------------------------------------------------------- stage 1
 
 
@@ -356,13 +123,13 @@ def pretrain(
     step (``step`` = steps done). Returns the decoder, the latent table and the curves.
     """
     cfg = config or TrainConfig()
-    rt = _Runtime(cfg)
+    rt = Runtime(cfg)
     if not isinstance(decoder, BinaryLatentDecoder):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             decoder = BinaryLatentDecoder(decoder or DecoderConfig())
     spec = decoder.latent_spec
-    _check_images(images, spec.image_size)
+    check_images(images, spec.image_size)
     indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
     n = len(indices)
     decoder.to(rt.device, memory_format=rt.memory_format).train()
@@ -379,26 +146,26 @@ def pretrain(
     identity = {"kind": "pretrain", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
                 "indices_sum": int(indices.sum()), "images_shape": list(images.shape)}  # fmt: skip
 
-    curves, start, wall_before = _new_curves("epoch"), 0, 0.0
+    curves, start, wall_before = new_curves("epoch"), 0, 0.0
     path = Path(checkpoint_dir) / PRETRAIN_CHECKPOINT if checkpoint_dir is not None else None
     if path is not None and path.exists():
-        tensors, curves, state = _load_checkpoint(path)
-        _check_resume(state, identity, path)
-        decoder.load_state_dict(_subtable("decoder.", tensors))
-        table.load_state_dict(_subtable("latents.", tensors))
-        _optimizer_from_tensors(opt, tensors, state["optimizer"])
+        tensors, curves, state = load_checkpoint(path)
+        check_resume(state, identity, path, RESUME_FREE)
+        decoder.load_state_dict(subtable("decoder.", tensors))
+        table.load_state_dict(subtable("latents.", tensors))
+        optimizer_from_tensors(opt, tensors, state["optimizer"])
         if rt.scaler is not None and state.get("scaler"):
             rt.scaler.load_state_dict(state["scaler"])
         start, wall_before = state["step"], state["wall_time"]
         logger.info("pretrain: resumed from %s at step %d/%d", path, start, total)
 
     def save(step: int, wall: float) -> None:
-        opt_tensors, opt_meta = _optimizer_to_tensors(opt)
+        opt_tensors, opt_meta = optimizer_to_tensors(opt)
         tensors = {**{f"decoder.{k}": v for k, v in decoder.state_dict().items()},
                    **{f"latents.{k}": v for k, v in table.state_dict().items()}, **opt_tensors}  # fmt: skip
         state = {"step": step, "total_steps": total, "wall_time": wall, "seed": cfg.seed, "identity": identity,
                  "optimizer": opt_meta, "scaler": rt.scaler.state_dict() if rt.scaler is not None else None}  # fmt: skip
-        _save_checkpoint(path, tensors, curves, state)
+        save_checkpoint(path, tensors, curves, state)
 
     bar = tqdm(total=total, initial=start, desc="pretrain", disable=not cfg.progress, dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -406,20 +173,20 @@ def pretrain(
     for step in range(start, total):
         epoch, it = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
-            perm, perm_epoch = _permutation(cfg.seed, epoch, n), epoch
+            perm, perm_epoch = epoch_permutation(cfg.seed, epoch, n), epoch
         rows = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]  # (B,) rows of the table
-        x = _load_batch(images, indices[rows.numpy()], rt.device)  # (B, 3, H, W)
+        x = load_batch(images, indices[rows.numpy()], rt.device)  # (B, 3, H, W)
         rows = rows.to(rt.device)
 
         hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
-        lr_factor = _cosine(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+        lr_factor = cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = cfg.decoder_lr * lr_factor
         logits = table.gather(rows)  # (B, C, h, w), leaf
         z = binarize(logits, hardness, cfg.relaxation, cfg.temperature)  # (B, C, h, w)
         out = rt.decode(decoder, z)  # (B, 3, H, W)
-        per_sample = _loss_per_sample(out, x, cfg.loss)  # (B,)
-        mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
+        per_sample = loss_per_sample(out, x, cfg.loss)  # (B,)
+        mse = per_sample if cfg.loss == "mse" else loss_per_sample(out.detach(), x, "mse")
         loss = per_sample.mean()
 
         opt.zero_grad(set_to_none=True)
@@ -439,7 +206,7 @@ def pretrain(
             opt.step()
         if bool(torch.isfinite(latent_grad).all()):
             # d(mean loss)/d latent * B = d(own loss)/d latent: independent of the batch size
-            table.step(rows, latent_grad * len(rows), cfg.latent_lr * _cosine(step, total, cfg.min_lr_ratio))
+            table.step(rows, latent_grad * len(rows), cfg.latent_lr * cosine_schedule(step, total, cfg.min_lr_ratio))
 
         loss_value, mse_value = loss.item(), mse.mean().item()
         wall = wall_before + time.perf_counter() - t0
@@ -480,9 +247,9 @@ def fit_latents(
     latent retrieved or predicted from text. ``callback(global_step, record)`` runs after each step.
     """
     cfg = config or TrainConfig()
-    rt = _Runtime(cfg)
+    rt = Runtime(cfg)
     spec = decoder.latent_spec
-    _check_images(images, spec.image_size)
+    check_images(images, spec.image_size)
     indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
     n = len(indices)
     chunk = cfg.fit_batch_size
@@ -498,21 +265,21 @@ def fit_latents(
         raise ValueError(f"init_packed must be uint8 ({n}, {spec.bytes_per_image}), got {got}")
     identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
                 "indices_sum": int(indices.sum()), "images_shape": list(images.shape),
-                "weights": _digest(t.detach().float().cpu().numpy() for t in decoder.state_dict().values()),
-                "init": None if init_packed is None else _digest([init_packed])}  # fmt: skip
+                "weights": digest(t.detach().float().cpu().numpy() for t in decoder.state_dict().values()),
+                "init": None if init_packed is None else digest([init_packed])}  # fmt: skip
 
     packed = np.zeros((n, spec.bytes_per_image), dtype=np.uint8)
     mse_out = np.zeros(n, dtype=np.float64)
-    curves, wall_before = _new_curves("chunk"), 0.0
+    curves, wall_before = new_curves("chunk"), 0.0
     start_chunk, start_step, table_state = 0, 0, None
     path = Path(checkpoint_dir) / FIT_CHECKPOINT if checkpoint_dir is not None else None
     if path is not None and path.exists():
-        tensors, curves, state = _load_checkpoint(path)
-        _check_resume(state, identity, path)
+        tensors, curves, state = load_checkpoint(path)
+        check_resume(state, identity, path, RESUME_FREE)
         packed[:] = tensors["packed"].numpy()
         mse_out[:] = tensors["mse"].numpy()
         start_chunk, start_step, wall_before = state["chunk"], state["chunk_step"], state["wall_time"]
-        table_state = _subtable("latents.", tensors) if start_step > 0 else None
+        table_state = subtable("latents.", tensors) if start_step > 0 else None
         logger.info("fit_latents: resumed from %s at chunk %d step %d", path, start_chunk, start_step)
 
     def save(c: int, s: int, table: LatentTable | None, wall: float) -> None:
@@ -520,7 +287,7 @@ def fit_latents(
         if table is not None and s > 0:
             tensors.update({f"latents.{k}": v for k, v in table.state_dict().items()})
         state = {"chunk": c, "chunk_step": s, "n_chunks": n_chunks, "wall_time": wall, "seed": cfg.seed, "identity": identity}
-        _save_checkpoint(path, tensors, curves, state)
+        save_checkpoint(path, tensors, curves, state)
 
     bar = tqdm(total=total, initial=start_chunk * cfg.fit_steps + start_step, desc="fit latents",
                disable=not cfg.progress, dynamic_ncols=True)  # fmt: skip
@@ -528,7 +295,7 @@ def fit_latents(
     try:
         for c in range(start_chunk, n_chunks):
             lo, hi = c * chunk, min((c + 1) * chunk, n)
-            x = _load_batch(images, indices[lo:hi], rt.device)  # (B, 3, H, W), the whole chunk
+            x = load_batch(images, indices[lo:hi], rt.device)  # (B, 3, H, W), the whole chunk
             table = LatentTable(
                 hi - lo, spec, init_std=cfg.fit_init_std, seed=cfg.seed * 1_000_003 + 7919 * (c + 1),
                 device=rt.device, betas=cfg.fit_betas, clip=cfg.logit_clip or None, track_best=True,
@@ -569,7 +336,7 @@ def fit_latents(
 
 def _fit_chunk(
     decoder: BinaryLatentDecoder,
-    rt: _Runtime,
+    rt: Runtime,
     cfg: TrainConfig,
     x: torch.Tensor,
     table: LatentTable,
@@ -585,7 +352,7 @@ def _fit_chunk(
 
     def hard_loss() -> torch.Tensor:  # (B,) loss of the current logits' hard bits
         with torch.no_grad():
-            return _loss_per_sample(rt.decode(decoder, bits_to_signs(table.logits >= 0)), x, cfg.loss)
+            return loss_per_sample(rt.decode(decoder, bits_to_signs(table.logits >= 0)), x, cfg.loss)
 
     if check_start and cfg.fit_keep_best:  # given initial bits are a candidate too
         table.update_best(rows, hard_loss(), table.logits)
@@ -593,14 +360,14 @@ def _fit_chunk(
         hardness = hardness_at(s / cfg.fit_steps, cfg.fit_soft_until, cfg.fit_hard_from)
         logits = table.gather(rows)  # (B, C, h, w), leaf
         out = rt.decode(decoder, binarize(logits, hardness, cfg.relaxation, cfg.temperature))  # (B, 3, H, W)
-        per_sample = _loss_per_sample(out, x, cfg.loss)  # (B,)
+        per_sample = loss_per_sample(out, x, cfg.loss)  # (B,)
         (per_sample.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
         if hardness >= 1.0 and cfg.fit_keep_best:  # the loss of exactly these hard bits
             table.update_best(rows, per_sample, logits)
         grad = logits.grad / loss_scale
         if bool(torch.isfinite(grad).all()):
-            table.step(rows, grad, cfg.fit_lr * _cosine(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
-        mse = per_sample if cfg.loss == "mse" else _loss_per_sample(out.detach(), x, "mse")
+            table.step(rows, grad, cfg.fit_lr * cosine_schedule(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
+        mse = per_sample if cfg.loss == "mse" else loss_per_sample(out.detach(), x, "mse")
         on_step(s, {"loss": per_sample.mean().item(), "psnr": psnr_from_mse(mse.mean().item()), "hardness": hardness})
 
     if cfg.fit_keep_best:  # the bits after the last update are a candidate too
@@ -608,7 +375,7 @@ def _fit_chunk(
     with torch.no_grad():
         signs = table.signs(best=cfg.fit_keep_best)  # (B, C, h, w)
         final = decoder(signs.contiguous(memory_format=rt.memory_format)).float()  # float32, no autocast
-        return _loss_per_sample(final, x, "mse").double().cpu().numpy()
+        return loss_per_sample(final, x, "mse").double().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- decoding

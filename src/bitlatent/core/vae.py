@@ -28,9 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .binary import binarize, hard_signs, hardness_at
+from .config import TrainConfig
 from .decoder import _ACTIVATIONS, BinaryLatentDecoder, DecoderConfig, ResBlock
 from .metrics import psnr_from_mse
-from .train import TrainConfig
+from .runtime import cosine_schedule, epoch_permutation, new_curves
 
 __all__ = ["EncoderConfig", "BinaryEncoder", "BinaryVAE", "VAEResult", "train_vae", "encode_images"]
 
@@ -144,16 +145,16 @@ def train_vae(
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     opt = torch.optim.Adam(model.parameters(), lr=cfg.decoder_lr, betas=cfg.decoder_betas)
-    curves: dict[str, list[float]] = {k: [] for k in ("step", "loss", "psnr", "hardness", "wall_time")}
+    curves = new_curves()
     model.train()
     wall, step = 0.0, 0
     for epoch in range(cfg.epochs):
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).numpy()
+        perm = epoch_permutation(cfg.seed, epoch, n).numpy()
         for it in range(steps_per_epoch):
             t0 = time.perf_counter()
             x = _to_unit(images, perm[it * cfg.batch_size : (it + 1) * cfg.batch_size])  # (B, 3, H, W)
             hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
-            lr = cfg.decoder_lr * _cosine(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+            lr = cfg.decoder_lr * cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             out = model(x, hardness, cfg.relaxation, cfg.temperature)  # (B, 3, H, W)
@@ -173,13 +174,6 @@ def train_vae(
             if callback is not None:
                 callback(step, record)
     return VAEResult(model=model.eval(), curves=curves)
-
-
-def _cosine(step: int, total: int, min_ratio: float, warmup: int = 0) -> float:
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 @torch.no_grad()

@@ -1,0 +1,107 @@
+"""What the training loops share besides the model: device and mixed precision (``Runtime``),
+reading a batch of uint8 images, the per-sample loss, the learning-rate schedule and the
+per-epoch permutation. Used by ``train`` (``pretrain``, ``fit_latents``), ``ddp`` and ``vae``;
+``ddp``'s equivalence with single-process ``pretrain`` rests on both calling these same functions.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+
+__all__ = [
+    "CURVE_KEYS",
+    "Runtime",
+    "resolve_device",
+    "check_images",
+    "load_batch",
+    "loss_per_sample",
+    "cosine_schedule",
+    "epoch_permutation",
+    "new_curves",
+]
+
+CURVE_KEYS = ("step", "loss", "psnr", "hardness", "wall_time")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class Runtime:
+    """Device, autocast and gradient scaler, resolved once from the config (``device`` overrides
+    ``cfg.device``, e.g. one GPU per process under DDP)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device | None = None):
+        self.device = device if device is not None else resolve_device(cfg.device)
+        self.amp_dtype: torch.dtype | None = None
+        if self.device.type == "cuda" and cfg.amp:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif self.device.type == "cpu" and cfg.cpu_bf16:
+            self.amp_dtype = torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def decode(self, decoder: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, 3, H, W) float32, under autocast."""
+        with self.autocast():
+            out = decoder(z.contiguous(memory_format=self.memory_format))
+        return out.float()
+
+
+def check_images(images: Any, image_size: int) -> None:
+    """Raise unless ``images`` is a uint8 array-like (N, image_size, image_size, 3)."""
+    shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", None)
+    if shape is None or len(shape) != 4 or shape[3] != 3 or np.dtype(dtype) != np.uint8:
+        raise ValueError(f"images must be a uint8 array-like (N, H, W, 3), got {dtype} {shape}")
+    if shape[1] != image_size or shape[2] != image_size:
+        raise ValueError(f"images are {shape[1]}x{shape[2]}, the decoder makes {image_size}x{image_size}")
+
+
+def load_batch(images: Any, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Read ``rows`` of a uint8 (N, H, W, 3) array-like -> float32 (B, 3, H, W) in [0, 1] (B may be 0)."""
+    if len(rows):
+        batch = np.stack([np.asarray(images[int(i)]) for i in rows])  # (B, H, W, 3) uint8
+    else:
+        batch = np.zeros((0, *images.shape[1:]), np.uint8)
+    return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def loss_per_sample(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, 3, H, W) x 2 -> (B,)"""
+    if kind == "mse":
+        return F.mse_loss(out, target, reduction="none").flatten(1).mean(1)
+    return F.l1_loss(out, target, reduction="none").flatten(1).mean(1)
+
+
+def cosine_schedule(step: int, total: int, min_ratio: float, warmup: int = 0) -> float:
+    """Learning-rate factor: linear warm-up, then cosine from 1 down to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The order of the ``n`` rows in ``epoch``: a function of (seed, epoch) only."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    return torch.randperm(n, generator=g)
+
+
+def new_curves(*extra: str) -> dict[str, list[float]]:
+    return {k: [] for k in (*CURVE_KEYS, *extra)}
