@@ -5,69 +5,44 @@ pandas DataFrame of per-row facts (see ``REQUIRED_COLUMNS``). Every check is a G
 expectation in one ``ExpectationSuite`` built once, in an *ephemeral* (in-memory, offline) data
 context, and reused for every chunk. GX is the source of truth for which rows fail: the failing
 row positions come from GX's own ``unexpected_index_list`` (result format ``COMPLETE``), never
-from re-implementing a check in pandas. The only thing done outside GX is choosing, for the two
-"between" checks with two reason codes, which side of the range GX's reported unexpected value
-lies on (``empty_caption`` vs ``caption_too_long``, ``image_too_small`` vs ``image_too_large``).
+from re-implementing a check in pandas.
 
-Checks, in the order a row's reasons are listed (each reason at most once per row):
-
-===============================  ===========================================  =======================
-check                            GX expectation                               reason code(s)
-===============================  ===========================================  =======================
-unique_sample_id                 seen_before in set [False]                   duplicate_sample_id
-sample_id_present                sample_id not null                           missing_sample_id
-caption_present                  caption not null                             missing_caption
-caption_length_within_limits     1 <= caption_chars <= caption_max_chars,     empty_caption /
-                                 only where caption is not null               caption_too_long
-image_decodable                  image_status in set ["ok"]                   the row's image_status
-image_width_within_limits        min_image_side <= width <= max_image_side,   image_too_small /
-                                 only where image_status == "ok"              image_too_large
-image_height_within_limits       same for height                              same
-image_not_constant               pixel_std >= min_pixel_std,                  constant_image
-                                 only where image_status == "ok"
-===============================  ===========================================  =======================
-
-Null handling: GX column-map expectations skip null/NaN values (they count as ``missing_count``,
-never as unexpected), and on top of that the image checks carry a GX ``row_condition``
-(``image_status == "ok"``), so a row whose image could not be read gets its ``image_status`` code
-and nothing else. A missing caption gets ``missing_caption`` only, not also ``empty_caption``.
-``mostly`` is left at its default 1.0, so an expectation's chunk ``success`` is False as soon as
-one row fails it; per-row reasons do not depend on ``mostly``.
+Where things are: the reason codes, required columns and ``ValidationLimits`` in ``rules.py``;
+the checks (the table of expectations and reason codes), null handling and the GX context in
+``expectations.py``; here, the validator that runs the suite per chunk and keeps the totals.
+Every public name is importable from this module.
 
 Inputs that break the contract (a missing column, a null ``image_status`` / ``seen_before`` /
 ``caption_chars``, an "ok" row without width/height/pixel_std) raise ``ValueError`` instead of
 being silently accepted: GX skips nulls, so such rows would otherwise pass every check. An
 exception inside GX (which GX reports in the result instead of raising) raises ``RuntimeError``.
-
-Analytics: ``GX_ANALYTICS_ENABLED`` is set to ``false`` before ``great_expectations`` is imported
-and the context is created with ``analytics_enabled=False``. (GX Core 1.24.1 ships no analytics
-client at all; both switches are kept for older/newer 1.x releases.) Progress bars are off.
 """
 
 from __future__ import annotations
 
-import os
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-# Must happen before great_expectations is imported anywhere in this process.
-os.environ["GX_ANALYTICS_ENABLED"] = "false"
+import numpy as np
+import pandas as pd
 
-import math  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import asdict, dataclass, field, fields  # noqa: E402
-from typing import Any, Callable, Mapping  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
-from great_expectations.data_context.types.base import (  # noqa: E402
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
+from bitlatent.data.expectations import (
+    GX_VERSION,
+    RESULT_FORMAT,
+    Check,
+    add_suite,
+    build_checks,
+    ephemeral_context,
+    raised,
+    serialised_kwargs,
 )
-from great_expectations.expectations.row_conditions import Column  # noqa: E402
+from bitlatent.data.rules import IMAGE_OK, IMAGE_STATUS_CODES, REASON_CODES, REQUIRED_COLUMNS, ValidationLimits
+
+if TYPE_CHECKING:
+    import great_expectations as gx
 
 __all__ = [
     "ChunkValidator",
@@ -76,240 +51,6 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "ValidationLimits",
 ]
-
-# ----------------------------------------------------------------------------- reason codes
-
-DUPLICATE_SAMPLE_ID = "duplicate_sample_id"
-MISSING_SAMPLE_ID = "missing_sample_id"
-MISSING_CAPTION = "missing_caption"
-EMPTY_CAPTION = "empty_caption"
-CAPTION_TOO_LONG = "caption_too_long"
-IMAGE_TOO_SMALL = "image_too_small"
-IMAGE_TOO_LARGE = "image_too_large"
-CONSTANT_IMAGE = "constant_image"
-
-#: Problem codes the ingest may put in ``image_status``; a failing row's reason is its own status.
-IMAGE_STATUS_CODES: tuple[str, ...] = (
-    "missing_file",
-    "empty_file",
-    "not_an_image",
-    "truncated_image",
-    "decompression_bomb",
-    "path_escapes_root",
-    "invalid_utf8",
-    "malformed_row",
-    "missing_image_field",
-)
-
-REASON_CODES: tuple[str, ...] = (
-    DUPLICATE_SAMPLE_ID,
-    MISSING_SAMPLE_ID,
-    MISSING_CAPTION,
-    EMPTY_CAPTION,
-    CAPTION_TOO_LONG,
-    *IMAGE_STATUS_CODES,
-    IMAGE_TOO_SMALL,
-    IMAGE_TOO_LARGE,
-    CONSTANT_IMAGE,
-)
-
-IMAGE_OK = "ok"
-
-REQUIRED_COLUMNS: tuple[str, ...] = (
-    "sample_id",
-    "caption",
-    "caption_chars",
-    "seen_before",
-    "image_status",
-    "width",
-    "height",
-    "pixel_std",
-    "pixel_mean",
-)
-
-# Full per-row failure lists; the unexpected_index_query string is not needed (it is a long
-# "df.filter(items=[...])" string) so it is not built.
-_RESULT_FORMAT: dict[str, Any] = {
-    "result_format": "COMPLETE",
-    "return_unexpected_index_query": False,
-}
-
-
-# ----------------------------------------------------------------------------- limits
-
-
-@dataclass
-class ValidationLimits:
-    """Thresholds of the row checks. All bounds are inclusive."""
-
-    #: Longest accepted caption, in characters (after stripping). Longer -> ``caption_too_long``.
-    #: A caption of 0 characters is always rejected as ``empty_caption``.
-    caption_max_chars: int = 300
-    #: Smallest accepted source image side (width and height), in pixels. Below -> ``image_too_small``.
-    min_image_side: int = 8
-    #: Largest accepted source image side (width and height), in pixels. Above -> ``image_too_large``.
-    max_image_side: int = 8192
-    #: Smallest accepted std of the decoded, resized image in [0, 1]. Below -> ``constant_image``.
-    min_pixel_std: float = 0.01
-
-    def __post_init__(self) -> None:
-        for name in ("caption_max_chars", "min_image_side", "max_image_side"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-                raise ValueError(f"ValidationLimits.{name} must be an integer, got {value!r}")
-            if not float(value).is_integer():
-                raise ValueError(f"ValidationLimits.{name} must be an integer, got {value!r}")
-            setattr(self, name, int(value))
-        value = self.min_pixel_std
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-            raise ValueError(f"ValidationLimits.min_pixel_std must be a number, got {value!r}")
-        self.min_pixel_std = float(value)
-        if self.caption_max_chars < 1:
-            raise ValueError(f"caption_max_chars must be >= 1, got {self.caption_max_chars}")
-        if self.min_image_side < 1:
-            raise ValueError(f"min_image_side must be >= 1, got {self.min_image_side}")
-        if self.max_image_side < self.min_image_side:
-            raise ValueError(
-                f"max_image_side ({self.max_image_side}) must be >= min_image_side ({self.min_image_side})"
-            )
-        if not (math.isfinite(self.min_pixel_std) and self.min_pixel_std >= 0.0):
-            raise ValueError(f"min_pixel_std must be a finite number >= 0, got {self.min_pixel_std}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "ValidationLimits":
-        """Inverse of ``to_dict``; missing keys (or ``None``) take the defaults, unknown keys are an error."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown ValidationLimits keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-@dataclass
-class _Check:
-    """One GX expectation plus how its unexpected values map to reason codes."""
-
-    name: str
-    expectation: Any  # a gx.expectations.Expectation
-    reasons: tuple[str, ...]  # every code this check can give ("<image_status>" for the status one)
-    reason_of: Callable[[Any], str]  # unexpected value -> reason code
-    value_column: str | None = None  # the column whose value picks the code; None: one fixed code
-    expectation_id: str | None = None
-
-
-def _fixed(code: str) -> Callable[[Any], str]:
-    return lambda _value: code
-
-
-def _below_or_above(bound: float, below: str, above: str) -> Callable[[Any], str]:
-    # GX already decided the value is outside [min, max]; this only says which side.
-    return lambda value: below if float(value) < bound else above
-
-
-def _status_code(value: Any) -> str:
-    return str(value)
-
-
-def _build_checks(limits: ValidationLimits) -> list[_Check]:
-    image_ok = Column("image_status") == IMAGE_OK
-    side = dict(min_value=limits.min_image_side, max_value=limits.max_image_side, row_condition=image_ok)
-    side_reason = _below_or_above(limits.min_image_side, IMAGE_TOO_SMALL, IMAGE_TOO_LARGE)
-    return [
-        _Check(
-            "unique_sample_id",
-            gxe.ExpectColumnValuesToBeInSet(column="seen_before", value_set=[False]),
-            (DUPLICATE_SAMPLE_ID,),
-            _fixed(DUPLICATE_SAMPLE_ID),
-        ),
-        _Check(
-            "sample_id_present",
-            gxe.ExpectColumnValuesToNotBeNull(column="sample_id"),
-            (MISSING_SAMPLE_ID,),
-            _fixed(MISSING_SAMPLE_ID),
-        ),
-        _Check(
-            "caption_present",
-            gxe.ExpectColumnValuesToNotBeNull(column="caption"),
-            (MISSING_CAPTION,),
-            _fixed(MISSING_CAPTION),
-        ),
-        _Check(
-            "caption_length_within_limits",
-            gxe.ExpectColumnValuesToBeBetween(
-                column="caption_chars",
-                min_value=1,
-                max_value=limits.caption_max_chars,
-                row_condition=Column("caption").is_not_null(),
-            ),
-            (EMPTY_CAPTION, CAPTION_TOO_LONG),
-            _below_or_above(1, EMPTY_CAPTION, CAPTION_TOO_LONG),
-            value_column="caption_chars",
-        ),
-        _Check(
-            "image_decodable",
-            gxe.ExpectColumnValuesToBeInSet(column="image_status", value_set=[IMAGE_OK]),
-            ("<image_status>",),
-            _status_code,
-            value_column="image_status",
-        ),
-        _Check(
-            "image_width_within_limits",
-            gxe.ExpectColumnValuesToBeBetween(column="width", **side),
-            (IMAGE_TOO_SMALL, IMAGE_TOO_LARGE),
-            side_reason,
-            value_column="width",
-        ),
-        _Check(
-            "image_height_within_limits",
-            gxe.ExpectColumnValuesToBeBetween(column="height", **side),
-            (IMAGE_TOO_SMALL, IMAGE_TOO_LARGE),
-            side_reason,
-            value_column="height",
-        ),
-        _Check(
-            "image_not_constant",
-            gxe.ExpectColumnValuesToBeBetween(
-                column="pixel_std", min_value=limits.min_pixel_std, row_condition=image_ok
-            ),
-            (CONSTANT_IMAGE,),
-            _fixed(CONSTANT_IMAGE),
-        ),
-    ]
-
-
-def _raised(exception_info: Any) -> str | None:
-    """The exception message if a GX result carries a raised exception (flat or per-metric dict)."""
-    if not isinstance(exception_info, Mapping):
-        return None
-    if exception_info.get("raised_exception"):
-        return str(exception_info.get("exception_message"))
-    for value in exception_info.values():
-        if isinstance(value, Mapping):
-            message = _raised(value)
-            if message is not None:
-                return message
-    return None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -344,34 +85,17 @@ class ChunkValidator:
 
     def __init__(self, limits: ValidationLimits | None = None):
         self.limits = limits if limits is not None else ValidationLimits()
-        self._context = gx.get_context(
-            mode="ephemeral",
-            project_config=DataContextConfig(
-                store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-                analytics_enabled=False,
-                progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
-            ),
-        )
+        self._context = ephemeral_context()
         datasource = self._context.data_sources.add_pandas(name=self.DATASOURCE_NAME)
         asset = datasource.add_dataframe_asset(name=self.ASSET_NAME)
         self._batch_definition = asset.add_batch_definition_whole_dataframe(self.BATCH_DEFINITION_NAME)
 
-        self._checks = _build_checks(self.limits)
-        self._suite = self._context.suites.add(gx.ExpectationSuite(name=self.SUITE_NAME))
-        for check in self._checks:
-            check.expectation.meta = {"bitlatent_check": check.name}
-            check.expectation = self._suite.add_expectation(check.expectation)
-            check.expectation_id = check.expectation.id
+        self._checks = build_checks(self.limits)
+        self._suite = add_suite(self._context, self.SUITE_NAME, self._checks)
         self._by_id = {check.expectation_id: check for check in self._checks}
         if None in self._by_id or len(self._by_id) != len(self._checks):
             raise RuntimeError("Great Expectations did not give every expectation its own id")
-        # kwargs as GX serialises them (row_condition as a dict), without the per-batch id
-        self._kwargs = {
-            check.name: _jsonable(
-                {k: v for k, v in check.expectation.configuration.to_json_dict()["kwargs"].items() if k != "batch_id"}
-            )
-            for check in self._checks
-        }
+        self._kwargs = {check.name: serialised_kwargs(check.expectation) for check in self._checks}
         self._reset_stats()
 
     # ------------------------------------------------------------------ public API
@@ -391,7 +115,7 @@ class ChunkValidator:
 
         started = time.perf_counter()
         batch = self._batch_definition.get_batch(batch_parameters={"dataframe": df})
-        result = batch.validate(self._suite, result_format=_RESULT_FORMAT)
+        result = batch.validate(self._suite, result_format=RESULT_FORMAT)
         self._seconds += time.perf_counter() - started
 
         per_check = self._results_by_check(result)
@@ -455,7 +179,7 @@ class ChunkValidator:
             )
         accepted = self._accepted
         return {
-            "great_expectations_version": gx.__version__,
+            "great_expectations_version": GX_VERSION,
             "suite_name": self.SUITE_NAME,
             "limits": self.limits.to_dict(),
             "chunks": self._chunks,
@@ -516,7 +240,7 @@ class ChunkValidator:
         return chunk.reset_index(drop=True)
 
     @staticmethod
-    def _codes(check: _Check, df: pd.DataFrame, positions: np.ndarray, gx_values: list | None) -> list[str]:
+    def _codes(check: Check, df: pd.DataFrame, positions: np.ndarray, gx_values: list | None) -> list[str]:
         """Reason codes of the rows GX reported as unexpected for ``check``.
 
         GX 1.x caps ``unexpected_list`` at 200 values (``MAX_RESULT_RECORDS``) even with result
@@ -539,7 +263,7 @@ class ChunkValidator:
             check = self._by_id.get(er.expectation_config.id)
             if check is None:
                 raise RuntimeError(f"unexpected GX result for {er.expectation_config.type}")
-            message = _raised(er.exception_info)
+            message = raised(er.exception_info)
             if message is not None:
                 raise RuntimeError(f"Great Expectations failed to evaluate {check.name!r}: {message}")
             per_check[check.name] = er
