@@ -55,8 +55,8 @@ from .decoder import BinaryLatentDecoder, DecoderConfig, save_decoder
 from .io import atomic_save_npy, atomic_write_json
 from .latents import LatentTable
 from .metrics import psnr_from_mse
-from .runtime import (Runtime, check_images, cosine_schedule, epoch_permutation, load_batch, loss_per_sample, new_curves,
-                      resolve_device)  # fmt: skip
+from .runtime import (Runtime, check_images, cosine_schedule, decoder_optimizer, epoch_permutation, init_decoder,
+                      load_batch, loss_per_sample, new_curves, resolve_device, row_indices)  # fmt: skip
 
 __all__ = ["DistributedPretrainResult", "pretrain_distributed", "owned_rows", "main"]
 
@@ -160,13 +160,10 @@ def pretrain_distributed(
     rt = Runtime(cfg, device=_device(cfg, local_rank, world))
     device, scaler = rt.device, rt.scaler
 
-    if not isinstance(decoder, BinaryLatentDecoder):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            decoder = BinaryLatentDecoder(decoder or DecoderConfig())
+    decoder = init_decoder(decoder, cfg.seed)
     spec = decoder.latent_spec
     check_images(images, spec.image_size)
-    indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    indices = row_indices(indices, len(images))
     n = len(indices)
     decoder.to(device, memory_format=rt.memory_format).train()
     if rank == 0:
@@ -176,8 +173,7 @@ def pretrain_distributed(
     model: torch.nn.Module = decoder
     if world > 1:
         model = DistributedDataParallel(decoder, device_ids=[device.index] if device.type == "cuda" else None)
-    opt_cls = torch.optim.AdamW if cfg.decoder_weight_decay > 0 else torch.optim.Adam
-    opt = opt_cls(decoder.parameters(), lr=cfg.decoder_lr, betas=cfg.decoder_betas, weight_decay=cfg.decoder_weight_decay)
+    opt = decoder_optimizer(decoder, cfg)
     B = cfg.batch_size
     steps_per_epoch = math.ceil(n / B)
     total = cfg.epochs * steps_per_epoch

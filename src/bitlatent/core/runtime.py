@@ -1,6 +1,6 @@
 """What the training loops share besides the model: device and mixed precision (``Runtime``),
-reading a batch of uint8 images, the per-sample loss, the learning-rate schedule and the
-per-epoch permutation. Used by ``train`` (``pretrain``, ``fit_latents``), ``ddp`` and ``vae``;
+the decoder's init and optimiser, reading a batch of uint8 images, the per-sample loss, the
+learning-rate schedule and the per-epoch permutation. Used by ``train`` (``pretrain``, ``fit_latents``), ``ddp`` and ``vae``;
 ``ddp``'s equivalence with single-process ``pretrain`` rests on both calling these same functions.
 """
 
@@ -15,12 +15,16 @@ import torch
 import torch.nn.functional as F
 
 from .config import TrainConfig
+from .decoder import BinaryLatentDecoder, DecoderConfig
 
 __all__ = [
     "CURVE_KEYS",
     "Runtime",
     "resolve_device",
+    "init_decoder",
+    "decoder_optimizer",
     "check_images",
+    "row_indices",
     "load_batch",
     "loss_per_sample",
     "cosine_schedule",
@@ -64,6 +68,22 @@ class Runtime:
         return out.float()
 
 
+def init_decoder(decoder: BinaryLatentDecoder | DecoderConfig | None, seed: int) -> BinaryLatentDecoder:
+    """``decoder`` itself, or a fresh one built from a config (None: ``DecoderConfig()``) with torch
+    seeded by ``seed``; the global RNG state is left as it was."""
+    if isinstance(decoder, BinaryLatentDecoder):
+        return decoder
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return BinaryLatentDecoder(decoder or DecoderConfig())
+
+
+def decoder_optimizer(decoder: BinaryLatentDecoder, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam over the decoder's parameters (AdamW when ``decoder_weight_decay`` > 0)."""
+    opt_cls = torch.optim.AdamW if cfg.decoder_weight_decay > 0 else torch.optim.Adam
+    return opt_cls(decoder.parameters(), lr=cfg.decoder_lr, betas=cfg.decoder_betas, weight_decay=cfg.decoder_weight_decay)
+
+
 def check_images(images: Any, image_size: int) -> None:
     """Raise unless ``images`` is a uint8 array-like (N, image_size, image_size, 3)."""
     shape, dtype = getattr(images, "shape", None), getattr(images, "dtype", None)
@@ -71,6 +91,11 @@ def check_images(images: Any, image_size: int) -> None:
         raise ValueError(f"images must be a uint8 array-like (N, H, W, 3), got {dtype} {shape}")
     if shape[1] != image_size or shape[2] != image_size:
         raise ValueError(f"images are {shape[1]}x{shape[2]}, the decoder makes {image_size}x{image_size}")
+
+
+def row_indices(indices: np.ndarray | None, n_images: int) -> np.ndarray:
+    """The image rows to train on as int64: ``indices``, or all ``n_images`` rows when None."""
+    return np.arange(n_images, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
 
 
 def load_batch(images: Any, rows: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -51,8 +51,8 @@ from .config import RESUME_FREE, TrainConfig
 from .decoder import BinaryLatentDecoder, DecoderConfig
 from .latents import LatentTable
 from .metrics import psnr_from_mse
-from .runtime import (Runtime, check_images, cosine_schedule, epoch_permutation, load_batch, loss_per_sample,
-                      new_curves)  # fmt: skip
+from .runtime import (Runtime, check_images, cosine_schedule, decoder_optimizer, epoch_permutation, init_decoder,
+                      load_batch, loss_per_sample, new_curves, row_indices)  # fmt: skip
 
 __all__ = [
     "TrainConfig",
@@ -124,13 +124,10 @@ def pretrain(
     """
     cfg = config or TrainConfig()
     rt = Runtime(cfg)
-    if not isinstance(decoder, BinaryLatentDecoder):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            decoder = BinaryLatentDecoder(decoder or DecoderConfig())
+    decoder = init_decoder(decoder, cfg.seed)
     spec = decoder.latent_spec
     check_images(images, spec.image_size)
-    indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    indices = row_indices(indices, len(images))
     n = len(indices)
     decoder.to(rt.device, memory_format=rt.memory_format).train()
     capacity_report(spec, n, decoder)
@@ -139,8 +136,7 @@ def pretrain(
         n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=rt.device,
         betas=cfg.latent_betas, clip=cfg.logit_clip or None,
     )  # fmt: skip
-    opt_cls = torch.optim.AdamW if cfg.decoder_weight_decay > 0 else torch.optim.Adam
-    opt = opt_cls(decoder.parameters(), lr=cfg.decoder_lr, betas=cfg.decoder_betas, weight_decay=cfg.decoder_weight_decay)
+    opt = decoder_optimizer(decoder, cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     identity = {"kind": "pretrain", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
@@ -250,7 +246,7 @@ def fit_latents(
     rt = Runtime(cfg)
     spec = decoder.latent_spec
     check_images(images, spec.image_size)
-    indices = np.arange(len(images), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    indices = row_indices(indices, len(images))
     n = len(indices)
     chunk = cfg.fit_batch_size
     n_chunks = math.ceil(n / chunk)
