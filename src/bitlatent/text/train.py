@@ -32,7 +32,6 @@ optimiser moments, RNG state and curves, plus JSON metadata. Calling again with 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -45,7 +44,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bitlatent.core.io import atomic_save_tensors, load_tensors
+from bitlatent.core.checkpoint import (
+    check_resume, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, subtable,
+)
+from bitlatent.core.runtime import cosine_schedule, epoch_permutation, resolve_device
 
 from .encoder import TextFeatures
 from .metrics import bit_accuracy, recall_at_k
@@ -233,25 +235,6 @@ def evaluate_alignment(model: TextToLatent, data: AlignmentData, batch_size: int
 # ----------------------------------------------------------------------------- helpers
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def _lr_factor(step: int, total: int, min_ratio: float, warmup: int) -> float:
-    """Linear warm-up, then cosine from 1 down to ``min_ratio``."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-
-
-def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-    return torch.randperm(n, generator=g).numpy()
-
-
 def _fingerprint(data: AlignmentData) -> dict[str, Any]:
     """Cheap identity of a training set, to refuse resuming a checkpoint on other data."""
     return {"n": len(data), "latents_shape": list(data.latent_bits.shape),
@@ -262,45 +245,23 @@ def _fingerprint(data: AlignmentData) -> dict[str, Any]:
 def _save_checkpoint(path: Path, model: TextToLatent, opt: torch.optim.Optimizer, curves: dict[str, list[float]],
                      state: dict[str, Any], device: torch.device) -> None:  # fmt: skip
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    sd = opt.state_dict()
-    state_keys = {}
-    for i, st in sd["state"].items():
-        state_keys[str(i)] = sorted(st)
-        for k, v in st.items():
-            tensors[f"opt.{i}.{k}"] = v if isinstance(v, torch.Tensor) else torch.tensor(v)
-    for k, v in curves.items():
-        tensors[f"curve.{k}"] = torch.tensor(v, dtype=torch.float64)
+    opt_tensors, opt_meta = optimizer_to_tensors(opt)
+    tensors.update(opt_tensors)
     tensors["rng.cpu"] = torch.get_rng_state()
     if device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
-    meta = {**state, "param_groups": sd["param_groups"], "state_keys": state_keys, "curve_keys": list(curves)}
-    atomic_save_tensors(path, tensors, metadata={"state": json.dumps(meta)})
+    save_checkpoint(path, tensors, curves, {**state, **opt_meta})
 
 
 def _load_checkpoint(path: Path, model: TextToLatent, opt: torch.optim.Optimizer, device: torch.device
                      ) -> tuple[dict[str, list[float]], dict[str, Any]]:  # fmt: skip
-    tensors, metadata = load_tensors(path)
-    meta = json.loads(metadata["state"])
-    model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
-    opt_state = {int(i): {k: tensors[f"opt.{i}.{k}"].to(device) if k != "step" else tensors[f"opt.{i}.{k}"]
-                          for k in ks} for i, ks in meta["state_keys"].items()}  # fmt: skip
-    opt.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
-    curves = {k: tensors[f"curve.{k}"].tolist() for k in meta["curve_keys"]}
+    tensors, curves, state = load_checkpoint(path)
+    model.load_state_dict(subtable("model.", tensors))
+    optimizer_from_tensors(opt, {k: v.to(device) if not k.endswith(".step") else v for k, v in tensors.items()}, state)
     torch.set_rng_state(tensors["rng.cpu"])
     if device.type == "cuda" and "rng.cuda" in tensors:
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    return curves, meta
-
-
-def _check_resume(saved: dict[str, Any], wanted: dict[str, Any], path: Path) -> None:
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if k not in _RESUME_FREE}
-
-    saved = {k: strip(v) if isinstance(v, dict) else v for k, v in saved.items()}
-    wanted = {k: strip(v) if isinstance(v, dict) else v for k, v in wanted.items()}
-    if saved != wanted:
-        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        raise ValueError(f"checkpoint {path} belongs to another run (differs in {diff}); remove it or use another checkpoint_dir")
+    return curves, state
 
 
 # ----------------------------------------------------------------------------- training
@@ -323,7 +284,7 @@ def train_text_to_latent(
     ``callback(step, record)`` runs after each step (``step`` = steps done).
     """
     cfg = config or TextTrainConfig()
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     n, (C, h, w) = len(train), train.latent_bits.shape[1:]
     fresh = not isinstance(model, TextToLatent)
     if fresh:
@@ -368,7 +329,7 @@ def train_text_to_latent(
         start, wall_before = 0, 0.0
         if path is not None and path.exists():
             curves, meta = _load_checkpoint(path, model, opt, device)
-            _check_resume(meta["identity"], identity, path)
+            check_resume(meta, identity, path, free=_RESUME_FREE)
             start, wall_before = meta["step"], meta["wall_time"]
             logger.info("text_to_latent: resumed from %s at step %d/%d", path, start, total)
 
@@ -382,12 +343,12 @@ def train_text_to_latent(
         for step in range(start, total):
             epoch, it = divmod(step, steps_per_epoch)
             if epoch != perm_epoch:
-                perm, perm_epoch = _permutation(cfg.seed, epoch, n), epoch
+                perm, perm_epoch = epoch_permutation(cfg.seed, epoch, n).numpy(), epoch
             rows = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]  # (B,) caption rows
             states, mask = train.features.padded(rows, device)  # (B, L, D), (B, L)
             image_rows = train.image_index[rows]  # (B,)
             target = torch.from_numpy(train.latent_bits[image_rows]).to(device)  # (B, C, h, w) uint8
-            lr = cfg.lr * _lr_factor(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+            lr = cfg.lr * cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
 
