@@ -22,7 +22,8 @@ from bitlatent.data.lookup import images_table, shard_image_ids
 from bitlatent.data.shards import ImageShards
 from bitlatent.pipelines.alignment.nodes import alignment_data
 from bitlatent.pipelines.evaluation.nodes import reconstruction_scores
-from bitlatent.text.encoder import TextFeatureCache, load_text_encoder
+from bitlatent.text.encoder import load_text_encoder
+from bitlatent.text.feature_cache import TextFeatureCache
 from bitlatent.text.model import TextToLatent
 from bitlatent.text.train import evaluate_alignment
 

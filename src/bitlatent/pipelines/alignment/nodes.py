@@ -15,7 +15,8 @@ from bitlatent.data.latent_shards import LatentShard
 from bitlatent.datasets.models import LatentParts
 from bitlatent.reporting.plots import training_curves
 from bitlatent.runs import code_digest, curve_records, fingerprint
-from bitlatent.text.encoder import load_text_encoder, TextFeatureCache
+from bitlatent.text.encoder import load_text_encoder
+from bitlatent.text.feature_cache import TextFeatureCache
 from bitlatent.text.model import TextToLatent, TextToLatentConfig
 from bitlatent.text.train import AlignmentData, TextTrainConfig, train_text_to_latent
 

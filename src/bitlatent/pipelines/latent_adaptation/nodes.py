@@ -7,7 +7,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
