@@ -82,6 +82,8 @@ class EvaluationConfig:
     """Originals shown beside their reconstructions in the grid, per split (and generated images)."""
     generated_captions: int = 500
     """Test captions images are generated from, for attribute accuracy (synthetic source)."""
+    library_images: int = 20000
+    """Training latents that retrieve and refine search when evaluating generation (the first ones)."""
     max_capacity_ratio: float = 1.0
     """Warn when decoder parameter bits exceed this multiple of the latent bits."""
 

@@ -100,6 +100,12 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
     generation = metrics["generation"]
     assert generation["captions_seen"] + generation["captions_unseen"] == 40
     assert 0.0 <= generation["attribute_accuracy_unseen"] <= 1.0
+    assert set(generation["by_mode"]) == {"retrieve", "generate", "refine"}
+    assert generation["by_mode"]["generate"]["attribute_accuracy_unseen"] == generation["attribute_accuracy_unseen"]
+    for scores in (*generation["by_mode"].values(), generation["reconstructed"]):
+        assert scores["captions_seen"] + scores["captions_unseen"] == 40
+    train_images = sum(metrics["reconstruction"][s]["images"] for s in ("pretrain", "adapt"))
+    assert generation["library_images"] == train_images  # never the test latents
     assert Path("data/08_reporting/generation_grid.png").stat().st_size > 1000
     for split in ("pretrain", "adapt", "test"):
         scores = metrics["reconstruction"][split]
