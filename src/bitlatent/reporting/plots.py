@@ -70,5 +70,5 @@ def captioned_grid(images: np.ndarray, captions: list[str], title: str, columns:
         axis.imshow(image, interpolation="nearest")
         axis.set_title("\n".join(textwrap.wrap(caption, 32)[:3]), fontsize=7)
     figure.suptitle(title)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / figure.get_figheight()))  # room for the title
     return figure

@@ -87,17 +87,24 @@ def evaluate_text(
     by_mode = {mode: decode_packed(decoder, pack_bits(generate_from_features(
         text_to_latent, features, mode, library=library).bits)) for mode in MODES}  # fmt: skip
     generated = by_mode["generate"]  # (n, H, W, 3), argmax bits
+    own = decode_packed(decoder, pack_bits(test.latent_bits[test.image_index[: len(rows)]]))  # each caption's image
     if rows["attributes"].notna().all() and len(rows):
         synthetic = SyntheticConfig.from_dict(DataConfig.from_dict(data).synthetic)
-        own = test.latent_bits[test.image_index[: len(rows)]]  # (n, C, h, w): each caption's own image
         metrics["generation"] = {
             **attribute_scores(rows, generated, synthetic), "mode": "generate (argmax)",
             "by_mode": {mode: attribute_scores(rows, images, synthetic) for mode, images in by_mode.items()},
             # the ceiling the decoder allows: the test images' own fitted latents, decoded
-            "reconstructed": attribute_scores(rows, decode_packed(decoder, pack_bits(own)), synthetic),
+            "reconstructed": attribute_scores(rows, own, synthetic),
             "library_images": len(library),
         }
     log.info("text metrics: %s", metrics)
-    shown = min(config.grid_images, len(rows))
-    figure = captioned_grid(generated[:shown], rows["caption"].tolist()[:shown], "generated from test captions")
+    # one row per caption: each mode, then the caption's own test image as its fitted latent decodes
+    columns = {**by_mode, "own image": own}
+    tiles, labels = [], []
+    for i, caption in enumerate(rows["caption"].tolist()[: config.grid_images]):
+        for name, images in columns.items():
+            tiles.append(images[i])
+            labels.append(f"{name}: {caption}")
+    figure = captioned_grid(np.stack(tiles) if tiles else generated[:0], labels, "images from test captions",
+                            columns=len(columns))
     return metrics, figure
