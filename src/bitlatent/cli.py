@@ -142,7 +142,9 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
 @main.command()
 @click.argument("prompts", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write (a grid for several).")
-@click.option("--mode", type=click.Choice(["generate", "retrieve", "refine"]), default="generate", show_default=True)
+@click.option("--mode", type=click.Choice(["retrieve", "generate", "refine"]), default="retrieve", show_default=True,
+              help="retrieve: the nearest training latent by Hamming distance of the codes (the best images today); "
+                   "generate: the predicted bits; refine: the retrieved latent moved toward the predicted bits.")
 @click.option("--samples", type=click.IntRange(min=1, max=64), default=1, show_default=True, help="Images per prompt.")
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="0: the most likely bits; above 0: bits sampled per bit (with --seed).")

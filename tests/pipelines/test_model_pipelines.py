@@ -135,7 +135,7 @@ def test_generate_and_evaluate_commands(trained: Path, monkeypatch):
     assert done.exit_code == 0, done.output
     from PIL import Image
     assert Image.open("grid.png").size == (3 * 32, 2 * 32)
-    for mode in ("retrieve", "refine"):
+    for mode in ("generate", "refine"):  # retrieve is the default
         done = runner.invoke(bitlatent_cli, ["generate", "a red square", "-o", f"{mode}.png", "--mode", mode, "--torch"])
         assert done.exit_code == 0, done.output
     done = runner.invoke(bitlatent_cli, ["generate", " ", "-o", "empty.png"])

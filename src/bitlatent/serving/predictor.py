@@ -3,7 +3,8 @@
 Request (``POST /v2/models/<name>/infer``)::
 
     inputs:      [{"name": "prompt", "datatype": "BYTES", "shape": [B] or [B, 1], "data": ["a red circle", ...]}]
-    parameters:  optional: mode ("generate" | "retrieve" | "refine"), temperature (>= 0),
+    parameters:  optional: mode ("retrieve" | "generate" | "refine"; default: retrieve when the bundle
+                 carries a latent library, else generate), temperature (>= 0),
                  seed (int), samples (images per prompt), strength (refine, 0..1)
     outputs:     optional: [{"name": "image"}, {"name": "png"}]; default: "image" only
 
@@ -147,7 +148,7 @@ class BitlatentModel(kserve.Model):
         if unknown:
             raise InvalidInput(f"unknown request parameter(s) {sorted(unknown)}; known: {sorted(_PARAMETERS - {'binary_data_output'})}")
         assert self.generator is not None
-        mode = params.get("mode", "generate")
+        mode = params.get("mode", "retrieve" if "retrieve" in self.generator.modes else "generate")
         if mode not in self.generator.modes:
             raise InvalidInput(f"mode {mode!r} is not available; this model serves {list(self.generator.modes)}")
 
