@@ -10,7 +10,16 @@ pipeline is ``bitlatent.pipelines.export``.
 
 from .bundle import LatentLibraryInput, TextModelParts, commit_bundle, export_bundle, staging_dir
 from .config import ExportConfig
-from .onnx_export import DecoderForExport, TextForExport, convert_fp16, export_decoder, export_text_model, graph_io
+from .onnx_export import (
+    DecoderForExport,
+    PixelShuffleAsConvTranspose,
+    TextForExport,
+    convert_fp16,
+    decoder_for_onnx,
+    export_decoder,
+    export_text_model,
+    graph_io,
+)
 from .parity import ParityError
 from .sources import library_from_latents, text_model_parts
 
@@ -18,11 +27,13 @@ __all__ = [
     "DecoderForExport",
     "ExportConfig",
     "LatentLibraryInput",
+    "PixelShuffleAsConvTranspose",
     "ParityError",
     "TextForExport",
     "TextModelParts",
     "commit_bundle",
     "convert_fp16",
+    "decoder_for_onnx",
     "export_bundle",
     "export_decoder",
     "export_text_model",

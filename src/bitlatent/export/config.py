@@ -14,6 +14,10 @@ class ExportConfig:
 
     opset: int = 18
     """ONNX opset of both graphs."""
+    decoder_conv_transpose: bool = True
+    """Export the decoder's "pixelshuffle" upsampling (1x1 conv + depth-to-space) as the equivalent
+    2x2 stride-2 ConvTranspose, which ONNX Runtime's CPU provider runs faster (same arithmetic;
+    the parity check compares with the original module). False: Conv + DepthToSpace, as in torch."""
     fp16: bool = True
     """Also write ``decoder.fp16.onnx`` and ``text_to_latent.fp16.onnx`` (float16 weights and
     compute, float32/uint8/int64 inputs and outputs) for GPUs."""
