@@ -143,6 +143,40 @@ def test_big_inputs_are_split_into_chunks(tiny):
     np.testing.assert_array_equal(small.generate(prompts), big.generate(prompts))
 
 
+def test_decoding_in_chunks_gives_the_same_images(tiny):
+    bits = np.random.default_rng(0).integers(0, 2, size=(7, 4, 4, 4), dtype=np.uint8)
+    one = OnnxGenerator(tiny.bundle, device="cpu", decode_batch=1, verify=False)
+    whole = OnnxGenerator(tiny.bundle, device="cpu", verify=False)
+    assert one.decode_batch == 1 and whole.decode_batch == 256  # 16x16x8 floats per image: far under 2 MB
+    np.testing.assert_array_equal(one.decode(bits), whole.decode(bits))
+    assert OnnxGenerator(tiny.bundle, device="cpu", max_batch=3, decode_batch=10, verify=False).decode_batch == 3
+    with pytest.raises(ValueError, match="decode_batch"):
+        OnnxGenerator(tiny.bundle, device="cpu", decode_batch=0, verify=False)
+
+
+def test_cpu_decode_batch_keeps_the_largest_activation_near_l2_size():
+    from bitlatent.inference import cpu_decode_batch
+
+    default = {"image_size": 64, "decoder": {"config": {"image_size": 64, "widths": [128, 64, 32]}}}
+    assert cpu_decode_batch(default, 256) == 4  # 32 x 64 x 64 x 4 bytes = 512 KB per image
+    assert cpu_decode_batch(default, 2) == 2
+    big = {"image_size": 256, "decoder": {"config": {"image_size": 256, "widths": [256, 128, 64, 64, 64]}}}
+    assert cpu_decode_batch(big, 256) == 1
+    assert cpu_decode_batch({"image_size": 32}, 256) == 16  # no decoder config: widths ending in 32 assumed
+
+
+def test_session_options_are_the_measured_ones():
+    import onnxruntime as ort
+
+    from bitlatent.inference import session_options
+
+    options = session_options(threads=1)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert options.intra_op_num_threads == 1 and options.enable_mem_pattern and options.enable_cpu_mem_arena
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_a_tampered_bundle_is_refused(tiny, tmp_path):
     import shutil
 

@@ -8,7 +8,16 @@ a serving image needs neither torch nor transformers.
 """
 
 from .bundle import BundleError, read_manifest, sha256_file, verify_files
-from .generator import Generation, OnnxGenerator, Prediction, available_providers, encode_png, generate_images
+from .generator import (
+    Generation,
+    OnnxGenerator,
+    Prediction,
+    available_providers,
+    cpu_decode_batch,
+    encode_png,
+    generate_images,
+    session_options,
+)
 from .latents import MODES
 from .prompts import PromptTokenizer, Tokenized, validate_prompts
 
@@ -21,9 +30,11 @@ __all__ = [
     "PromptTokenizer",
     "Tokenized",
     "available_providers",
+    "cpu_decode_batch",
     "encode_png",
     "generate_images",
     "read_manifest",
+    "session_options",
     "sha256_file",
     "validate_prompts",
     "verify_files",

@@ -24,10 +24,50 @@ from .bundle import LIBRARY_FILE, TOKENIZER_FILE, model_entry, read_manifest
 from .latents import MODES, LatentLibrary, nearest, refine_bits, sample_bits
 from .prompts import PromptTokenizer, Tokenized
 
-__all__ = ["OnnxGenerator", "Prediction", "Generation", "encode_png", "available_providers", "generate_images"]
+__all__ = ["OnnxGenerator", "Prediction", "Generation", "encode_png", "available_providers", "generate_images",
+           "session_options", "cpu_decode_batch"]
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+DECODE_CACHE_BYTES = 2 << 20
+"""CPU decoding works on chunks whose largest activation fits in about this many bytes (one core's L2)."""
+
+
+def session_options(threads: int | None = None):
+    """The ONNX Runtime session options of every bitlatent session (``benchmarks/inference.py``
+    measures with these too). Measured on the decoder, 2-core Xeon, batch 1 and 64
+    (``benchmarks/README.md``): ORT_ENABLE_ALL, which lays convolutions out in blocked NCHWc form,
+    fuses SiLU (x * sigmoid(x)) into QuickGelu and the head's Conv + Sigmoid, beats
+    ORT_ENABLE_EXTENDED by ~25%; sequential execution (both graphs are chains: parallel mode ran
+    ~3x slower); the memory arena and memory patterns stay on (arena off: ~15% slower at batch 64;
+    patterns off: no gain). ``threads``: intra-op threads (None: one per physical core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = True
+    options.enable_mem_pattern = True
+    options.log_severity_level = 3
+    # Two sessions run one after the other: threads that spin-wait after their run would steal
+    # the cores the next session (or a neighbour's process) needs; on a busy 2-core machine the
+    # decoder ran 5-20% slower with spinning on.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    return options
+
+
+def cpu_decode_batch(manifest: dict[str, Any], max_batch: int) -> int:
+    """Latents per decoder call on CPU: as many as keep the largest activation (last stage's
+    width x image pixels x 4 bytes per image) within ``DECODE_CACHE_BYTES``, 1 to ``max_batch``.
+    With 64x64 images and widths ending in 32 (512 KB per image) that is chunks of 4, which ran a
+    batch of 64 10-20% faster than one call with 1 thread; with 2 threads on the busy benchmark
+    machine, anywhere from 5% slower to 30% faster."""
+    config = (manifest.get("decoder") or {}).get("config") or {}
+    size = int(config.get("image_size") or manifest.get("image_size") or 64)
+    width = int((config.get("widths") or [32])[-1])
+    return max(1, min(int(max_batch), DECODE_CACHE_BYTES // (width * size * size * 4)))
 
 
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
@@ -79,10 +119,13 @@ class OnnxGenerator:
         verify: check every file's sha256 against the manifest before loading.
         threads: ONNX Runtime intra-op threads (None: its default, one per physical core).
         max_batch: rows per ONNX Runtime call (bigger inputs are split).
+        decode_batch: latents per decoder call (None: ``cpu_decode_batch`` on CPU, ``max_batch``
+            on CUDA); at most ``max_batch``.
     """
 
     def __init__(self, bundle_dir: str | Path, device: str = "auto", precision: str = "auto",
-                 verify: bool = True, threads: int | None = None, max_batch: int = 256):  # fmt: skip
+                 verify: bool = True, threads: int | None = None, max_batch: int = 256,
+                 decode_batch: int | None = None):  # fmt: skip
         import onnxruntime as ort
 
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -102,15 +145,12 @@ class OnnxGenerator:
             raise ValueError(f"{self.bundle_dir} has no fp16 models")
         self.precision = "fp16" if precision == "fp16" or (precision == "auto" and use_cuda and has_fp16) else "fp32"
         self.max_batch = int(max_batch)
+        if decode_batch is not None and int(decode_batch) < 1:
+            raise ValueError(f"decode_batch must be >= 1, got {decode_batch}")
+        self.decode_batch = min(int(decode_batch), self.max_batch) if decode_batch is not None else (
+            self.max_batch if use_cuda else cpu_decode_batch(self.manifest, self.max_batch))  # fmt: skip
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # Two sessions run one after the other: threads that spin-wait after their run would
-        # steal the cores the next session needs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
+        options = session_options(threads)
         suffix = "_fp16" if self.precision == "fp16" else ""
         self._text_entry = model_entry(self.manifest, "text_to_latent" + suffix)
         self._decoder_entry = model_entry(self.manifest, "decoder" + suffix)
@@ -174,8 +214,9 @@ class OnnxGenerator:
             raise ValueError(f"bits must be (n, {', '.join(map(str, self.latent_shape))}), got {bits.shape}")
         if bits.size and bits.max() > 1:
             raise ValueError("bits must be 0 or 1")
-        images = [self.decoder_session.run(["image"], {"bits": bits[lo : lo + self.max_batch]})[0]
-                  for lo in range(0, len(bits), self.max_batch)]  # fmt: skip
+        step = self.decode_batch
+        images = [self.decoder_session.run(["image"], {"bits": bits[lo : lo + step]})[0]
+                  for lo in range(0, len(bits), step)]  # fmt: skip
         return np.concatenate(images) if images else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def generate_bits(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float = 0.0,
