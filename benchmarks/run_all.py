@@ -199,15 +199,24 @@ def md_adaptation(res: dict) -> list[str]:
 
 
 def md_inference(res: dict) -> list[str]:
-    lines = ["| model | batch | torch eager (ms) | torch, 1 thread (ms) | ONNX Runtime (ms) | speed-up (as inference.py reports it) |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | batch | threads (torch / ORT) | torch eager (ms) | ONNX Runtime (ms) | torch / ORT |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
     for model, by_batch in (res.get("ort_vs_torch") or {}).items():
-        if isinstance(by_batch, dict):
-            for batch, r in by_batch.items():
-                if isinstance(r, dict) and "torch_median_ms" in r:
-                    lines.append(f"| {model} | {batch} | {_f(r['torch_median_ms'], 1)} | {_f(r.get('torch_1_thread_median_ms'), 1)} | "
-                                 f"{_f(r['ort_median_ms'], 1)} | "
-                                 f"{_f(r.get('speedup'))} |")
+        if not isinstance(by_batch, dict):
+            continue
+        for batch, r in by_batch.items():
+            if not (isinstance(r, dict) and "torch_median_ms" in r):
+                continue
+            for t in r.get("thread_counts", []):  # the same thread count on both sides
+                e = r.get(f"threads_{t}", {})
+                lines.append(f"| {model} | {batch} | {t} / {t} | {_f(e.get('torch_median_ms'), 1)} | "
+                             f"{_f(e.get('ort_median_ms'), 1)} | {_f(e.get('speedup'))} |")
+            lines.append(f"| {model} | {batch} | best: {r.get('torch_threads', '?')} / {r.get('ort_threads', '?')} | "
+                         f"{_f(r['torch_median_ms'], 1)} | {_f(r['ort_median_ms'], 1)} | **{_f(r.get('speedup'))}** |")
+            if "ort_decode_median_ms" in r:
+                lines.append(f"| {model}, ORT via `OnnxGenerator.decode` (chunks of {res['ort_vs_torch'].get('decode_batch', '?')}) | "
+                             f"{batch} | best: {r.get('torch_threads', '?')} / {r.get('ort_decode_threads', '?')} | "
+                             f"{_f(r['torch_median_ms'], 1)} | {_f(r['ort_decode_median_ms'], 1)} | {_f(r.get('speedup_decode_path'))} |")
     png, load = res.get("text_to_png") or {}, res.get("server_load_test") or {}
     if png:
         lines += ["", f"text -> PNG: p50 {_f(png.get('p50_ms'), 1)} ms, p99 {_f(png.get('p99_ms'), 1)} ms "
