@@ -39,8 +39,9 @@ def session_options(threads: int | None = None):
     (``benchmarks/README.md``): ORT_ENABLE_ALL, which lays convolutions out in blocked NCHWc form,
     fuses SiLU (x * sigmoid(x)) into QuickGelu and the head's Conv + Sigmoid, beats
     ORT_ENABLE_EXTENDED by ~25%; sequential execution (both graphs are chains: parallel mode ran
-    ~3x slower); the memory arena and memory patterns stay on (arena off: ~15% slower at batch 64;
-    patterns off: no gain). ``threads``: intra-op threads (None: one per physical core)."""
+    ~3x slower at batch 64); the memory arena and memory patterns stay on (arena off: 10-15%
+    slower at batch 64; patterns off: no gain). ``threads``: intra-op threads (None: one per
+    physical core)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
