@@ -16,10 +16,11 @@ The decoder graph is the decoder's own arithmetic in a form ONNX Runtime runs fa
 (``decoder_for_onnx``): a "pixelshuffle" upsampling (1x1 conv to 4x channels + depth-to-space)
 is exported as the equivalent 2x2 stride-2 ConvTranspose (+ a per-sub-pixel bias when the four
 sub-pixels' biases differ). ORT's CPU optimiser lays convolutions out in blocked NCHWc form and
-has no blocked DepthToSpace, so the original form costs a reorder out of the blocked layout, the
-depth-to-space copy and a reorder back at each upsampling; the transposed convolution writes
-the upsampled image directly (~7-13% faster at batch 1 and 64 on the benchmark machine, see
-``benchmarks/README.md``). The parity check compares the exported graph with the original
+has no blocked DepthToSpace, so the original form costs a reorder out of the blocked layout (of
+the 4x-channel conv output), the depth-to-space copy and a reorder back at each upsampling; the
+transposed convolution writes the upsampled image directly, saving the copy, and its input, half
+as big, is what leaves the blocked layout (typically ~7% faster at batch 1 and 64 on the
+benchmark machine, see ``benchmarks/README.md``). The parity check compares the exported graph with the original
 module, so the rewrite is checked on every export.
 """
 
