@@ -90,3 +90,34 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata() or {})
     return tensors, metadata
+
+
+def replace_dir(staging: str | Path, target: str | Path) -> Path:
+    """Replace the folder ``target`` with the finished folder ``staging``, as atomically as folders allow.
+
+    A staging folder on another filesystem is first copied next to ``target``. Then the old folder is
+    renamed aside, the new one renamed in (one rename on one filesystem; the old one is put back if
+    that fails), the old one deleted: a reader sees the old folder or the new one, never a mix."""
+    import shutil
+    import uuid
+
+    staging, target = Path(staging), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.stat(staging).st_dev != os.stat(target.parent).st_dev:
+        near = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
+        shutil.copytree(staging, near)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging = near
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target

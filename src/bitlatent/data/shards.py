@@ -16,14 +16,12 @@ killed run never leaves a half-written set of shards that looks complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bitlatent.core.io import atomic_save_npy, atomic_write_bytes
+from bitlatent.core.io import atomic_save_npy, atomic_write_bytes, replace_dir
 
 INDEX_FILE = "index.json"
 
@@ -93,19 +91,7 @@ def commit_staged(staging: Path, target: Path) -> None:
     """Move a finished staging folder to ``target``, replacing what was there."""
     if not (staging / INDEX_FILE).is_file():
         raise ValueError(f"{staging} has no {INDEX_FILE}: the shards were not finished")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    try:
-        shutil.move(str(staging), str(target))  # a rename on the same filesystem
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_dir(staging, target)
 
 
 @dataclass

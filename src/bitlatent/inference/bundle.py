@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
+
+from bitlatent.core.io import replace_dir
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -135,22 +134,4 @@ def commit_bundle(staging: str | Path, target: str | Path) -> Path:
     staging, target = Path(staging), Path(target)
     if not (staging / MANIFEST_FILE).is_file():
         raise BundleError(f"{staging} has no {MANIFEST_FILE}: the export did not finish")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if os.stat(staging).st_dev != os.stat(target.parent).st_dev:
-        near = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
-        shutil.copytree(staging, near)
-        shutil.rmtree(staging, ignore_errors=True)
-        staging = near
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
+    return replace_dir(staging, target)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["validate_prompts", "Tokenized", "PromptTokenizer"]
+__all__ = ["validate_prompts", "cut_and_pad", "Tokenized", "PromptTokenizer"]
 
 
 def validate_prompts(prompts: str | Sequence[str]) -> list[str]:
@@ -32,6 +32,32 @@ def validate_prompts(prompts: str | Sequence[str]) -> list[str]:
         if not p.strip():
             raise ValueError(f"prompt {i} is empty or whitespace only: describe the image in words, e.g. 'a red circle'")
     return prompts
+
+
+def cut_and_pad(ids: list[list[int]], prompts: Sequence[str], max_length: int, sep_id: int, pad_id: int,
+                warn: bool = True, stacklevel: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids per prompt -> ``input_ids``, ``attention_mask`` int64 (N, L), L the longest kept.
+
+    A prompt over ``max_length`` tokens keeps its first ``max_length - 1`` and ends in [SEP]; when
+    ``warn``, one ``UserWarning`` says how many were cut. Shared by the ONNX and the torch paths."""
+    ids = [list(x) for x in ids]
+    too_long = [i for i, x in enumerate(ids) if len(x) > max_length]
+    if too_long and warn:
+        warnings.warn(
+            f"{len(too_long)} of {len(ids)} prompt(s) longer than {max_length} tokens were truncated "
+            f"(longest: {max(len(ids[i]) for i in too_long)} tokens; first: {prompts[too_long[0]][:60]!r})",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+    for i in too_long:
+        ids[i] = ids[i][: max_length - 1] + [sep_id]
+    L = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), L), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), L), dtype=np.int64)
+    for i, x in enumerate(ids):
+        input_ids[i, : len(x)] = x
+        mask[i, : len(x)] = 1
+    return input_ids, mask
 
 
 @dataclass
@@ -75,20 +101,5 @@ class PromptTokenizer:
         prompts = validate_prompts(prompts)
         ids = [e.ids for e in self._tokenizer.encode_batch(prompts)]
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
-        too_long = np.flatnonzero(lengths > self.max_length)
-        if len(too_long) and warn:
-            warnings.warn(
-                f"{len(too_long)} of {len(ids)} prompt(s) longer than {self.max_length} tokens were truncated "
-                f"(longest: {int(lengths.max())} tokens; first: {prompts[too_long[0]][:60]!r})",
-                UserWarning,
-                stacklevel=3,
-            )
-        for i in too_long:
-            ids[i] = ids[i][: self.max_length - 1] + [self.sep_id]
-        L = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), L), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), L), dtype=np.int64)
-        for i, x in enumerate(ids):
-            input_ids[i, : len(x)] = x
-            mask[i, : len(x)] = 1
+        input_ids, mask = cut_and_pad(ids, prompts, self.max_length, self.sep_id, self.pad_id, warn, stacklevel=4)
         return Tokenized(input_ids, mask, lengths, self.max_length)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bitlatent.inference.prompts import validate_prompts  # noqa: F401  (torch-free, shared with ONNX inference)
+from bitlatent.inference.prompts import cut_and_pad, validate_prompts  # torch-free, shared with ONNX inference
 from bitlatent.core.io import read_json
 
 __all__ = [
@@ -249,23 +248,7 @@ class TextEncoder:
         if not 2 <= max_length <= self.max_positions:
             raise ValueError(f"max_length must be in 2..{self.max_positions}, got {max_length}")
         ids = [e.ids for e in self._backend.encode_batch(prompts)]
-        too_long = [i for i, x in enumerate(ids) if len(x) > max_length]
-        if too_long:
-            longest = max(len(ids[i]) for i in too_long)
-            warnings.warn(
-                f"{len(too_long)} of {len(ids)} prompt(s) longer than {max_length} tokens were truncated "
-                f"(longest: {longest} tokens; first: {prompts[too_long[0]][:60]!r})",
-                UserWarning,
-                stacklevel=2,
-            )
-            for i in too_long:
-                ids[i] = ids[i][: max_length - 1] + [self.sep_id]
-        L = max(len(x) for x in ids)
-        input_ids = np.full((len(ids), L), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), L), dtype=np.int64)
-        for i, x in enumerate(ids):
-            input_ids[i, : len(x)] = x
-            mask[i, : len(x)] = 1
+        input_ids, mask = cut_and_pad(ids, prompts, max_length, self.sep_id, self.pad_id, stacklevel=4)
         return torch.from_numpy(input_ids), torch.from_numpy(mask)
 
     @torch.inference_mode()

@@ -24,6 +24,8 @@ import torch
 
 from bitlatent.core.binary import unpack_bits
 
+from bitlatent.inference.latents import refine_bits  # torch-free, shared with ONNX inference
+
 from .encoder import TextEncoder, TextFeatures, validate_prompts
 from .metrics import hamming_distances
 from .model import TextToLatent
@@ -146,33 +148,6 @@ def sample_bits(bit_logits: np.ndarray, temperature: float = 0.0, seed: int = 0,
         u = torch.rand(logits.shape[1:], generator=g)  # (C, h, w), shared by the prompts
         out[:, j] = (u[None] < p).to(torch.uint8).numpy()
     return out
-
-
-def refine_bits(
-    start_bits: np.ndarray, bit_logits: np.ndarray, strength: float = 0.5, target_bits: np.ndarray | None = None
-) -> np.ndarray:
-    """Move ``start_bits`` (n, C, h, w) toward ``target_bits`` (default: the argmax of ``bit_logits``).
-
-    Of the bits where start and target disagree, the ``round(strength * count)`` with the largest
-    ``|logit|`` (the prediction's most confident) are flipped; ties go to the earlier position.
-    Returns uint8 (n, C, h, w).
-    """
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    start = np.asarray(start_bits).astype(bool)
-    logits = np.asarray(bit_logits, dtype=np.float32)
-    target = (logits >= 0) if target_bits is None else np.asarray(target_bits).astype(bool)
-    if not start.shape == logits.shape == target.shape:
-        raise ValueError(f"shapes differ: start {start.shape}, logits {logits.shape}, target {target.shape}")
-    n = len(start)
-    disagree = (start != target).reshape(n, -1)  # (n, bits)
-    confidence = np.where(disagree, np.abs(logits).reshape(n, -1), -1.0)  # (n, bits)
-    order = np.argsort(-confidence, axis=1, kind="stable")  # most confident disagreement first
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(order.shape[1])[None].repeat(n, 0), axis=1)
-    n_flip = np.round(strength * disagree.sum(1)).astype(np.int64)  # (n,)
-    flip = disagree & (rank < n_flip[:, None])
-    return (start.reshape(n, -1) ^ flip).reshape(start.shape).astype(np.uint8)
 
 
 def generate_from_features(
