@@ -3,6 +3,7 @@
     python benchmarks/adaptation_speed.py                      # decoder pretrained here (300 s), 256 images
     python benchmarks/adaptation_speed.py --decoder DIR        # a trained decoder (save_decoder folder)
     python benchmarks/adaptation_speed.py --quick              # 20 s pretraining, 32 images, 60 fit steps
+    python benchmarks/adaptation_speed.py --device cuda        # the GPU figures (..._cuda.json / .png)
 
 Synthetic shapes (32x32, 8x8x8 bits) unless ``--decoder`` gives another image size, in which
 case synthetic images of that size are rendered. Held-out images (indices after the training
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, machine, write_result  # noqa: E402
+from common import RESULTS, add_device_argument, check_device, machine, result_name, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +38,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="20 s pretraining on 128 images, 32 images, 60 steps, 2 repeats.")
+    add_device_argument(parser)
     args = parser.parse_args()
+    check_device(args.device)
     if args.quick:
         args.pretrain_seconds, args.train, args.images, args.fit_steps, args.repeats = 20.0, 128, 32, 60, 2
     torch.set_num_threads(args.threads)
@@ -46,9 +49,9 @@ def main() -> None:
     from bitlatent.core.train import TrainConfig, fit_latents, pretrain
     from vae_comparison import synthetic_images
 
-    base = dict(progress=False, channels_last=False, seed=0)
+    base = dict(progress=False, channels_last=False, seed=0, device=args.device)  # pretrain's AMP on a GPU
     if args.decoder is not None:
-        decoder = load_decoder(args.decoder)
+        decoder = load_decoder(args.decoder, device=args.device)
         source = str(args.decoder)
         size = decoder.config.image_size
         test = synthetic_images(args.images, start=args.train, size=size)
@@ -102,14 +105,14 @@ def main() -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "adaptation_speed.png", dpi=110)
+    fig.savefig(RESULTS / f"{result_name('adaptation_speed', args.device)}.png", dpi=110)
     plt.close(fig)
-    payload = {"machine": machine(), "torch_threads": torch.get_num_threads(), "quick": args.quick,
+    payload = {"machine": machine(), "device": args.device, "torch_threads": torch.get_num_threads(), "quick": args.quick,
                "decoder": source, "decoder_parameters": decoder.num_parameters(),
                "bits_per_image": decoder.latent_spec.bits_per_image, "images": len(test),
                "fit_steps": args.fit_steps, "fit_config": fit_cfg.to_dict(), "summary": summary, "runs": runs}
     print(summary)
-    print(f"wrote {write_result('adaptation_speed', payload)}")
+    print(f"wrote {write_result(result_name('adaptation_speed', args.device), payload)}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 
-RESULTS = Path(__file__).parent / "results"
+# Where results/<name>.json and the plots go (tests point it at a temporary folder).
+RESULTS = Path(os.environ.get("BITLATENT_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
 def machine() -> dict:
@@ -48,3 +49,31 @@ def write_result(name: str, payload: dict) -> Path:
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def add_device_argument(parser) -> None:
+    """``--device cpu`` (the default: the CPU figures) or ``--device cuda`` (the GPU figures, written
+    beside the CPU ones as ``results/<name>_cuda.json``; ``run_all.py`` adds these runs when torch
+    sees a GPU)."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="Where torch (and ONNX Runtime, for inference) runs; cuda needs a GPU.")
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no GPU (CPU-only torch, or no CUDA device)")
+
+
+def result_name(name: str, device: str) -> str:
+    """``results/<name>.json`` for the CPU figures, ``<name>_cuda.json`` for the GPU ones."""
+    return name if device == "cpu" else f"{name}_{device}"
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so a timer around a CUDA call measures the work, not the launch."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()

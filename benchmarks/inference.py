@@ -3,6 +3,7 @@
     python benchmarks/inference.py                        # untrained models of the default sizes
     python benchmarks/inference.py --bundle data/06_models/onnx
     python benchmarks/inference.py --quick                # fewer repeats and requests
+    python benchmarks/inference.py --device cuda          # the GPU figures (needs onnxruntime-gpu: make EXTRA=gpu)
 
 1. decoder and text model (MiniLM + head), batch 1 and 64: ONNX Runtime (``OnnxGenerator``'s
    sessions) and torch eager run alternately (A B A B ...: drift on a shared machine hits both),
@@ -19,6 +20,11 @@
 Speed does not depend on the weights: with ``--bundle`` the torch models are built from the
 configs in its manifest (random weights); without it, untrained models of the default sizes are
 exported to a temporary bundle first. Writes ``benchmarks/results/inference.json``.
+
+With ``--device cuda`` torch runs on the GPU and ONNX Runtime on its CUDA provider, both in
+float32 for the comparison (the serving path, text -> PNG and the server, uses the bundle's fp16
+models when it has them); torch calls end with the output copied to the host, as ORT's do, and
+the thread-count loop is skipped. Writes ``inference_cuda.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, write_result  # noqa: E402
+from common import add_device_argument, check_device, machine, result_name, write_result  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 CAPTIONS = [
@@ -164,7 +170,7 @@ def side_by_side(make_runs, thread_counts: tuple[int, ...], repeats: int, warmup
     return out
 
 
-def compare_models(decoder, head, bundle: Path, repeats: int) -> dict:
+def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu") -> dict:
     """Decoder and text model, batch 1 and 64, torch eager against ONNX Runtime at 1 thread and at
     torch's default count. ONNX Runtime runs the sessions of ``OnnxGenerator`` (its session options).
 
@@ -182,12 +188,16 @@ def compare_models(decoder, head, bundle: Path, repeats: int) -> dict:
     from bitlatent.text.model import TextToLatentPipeline
 
     default_threads = torch.get_num_threads()
-    thread_counts = tuple(sorted({1, default_threads}))
-    generators = {t: OnnxGenerator(bundle, device="cpu", threads=t, verify=False) for t in thread_counts}
+    thread_counts = (default_threads,) if device == "cuda" else tuple(sorted({1, default_threads}))
+    generators = {t: OnnxGenerator(bundle, device=device, precision="fp32", threads=t, verify=False) for t in thread_counts}
     chunk = generators[thread_counts[0]].decode_batch
-    encoder = load_text_encoder("cpu")
-    pipeline = TextToLatentPipeline(encoder.model, head).eval()
+    encoder = load_text_encoder(device)
+    pipeline = TextToLatentPipeline(encoder.model, head.to(device)).eval()
+    decoder = decoder.to(device)
     decoder_cl = copy.deepcopy(decoder).to(memory_format=torch.channels_last).eval()
+
+    def host(out):  # on a GPU: wait for the result and copy it to the host, as ORT's run does
+        return out.cpu() if device == "cuda" else out
     spec = decoder.latent_spec
     rng = np.random.default_rng(0)
     results: dict = {"decoder": {}, "text_to_latent": {}, "decode_batch": chunk}
@@ -198,16 +208,16 @@ def compare_models(decoder, head, bundle: Path, repeats: int) -> dict:
         def decoder_runs(t: int, bits=bits, batch=batch):
             def run_torch():
                 with torch.inference_mode():
-                    decoder(bits_to_signs(bits))
+                    host(decoder(bits_to_signs(bits).to(device)))
 
             def run_torch_cl():
                 with torch.inference_mode():
-                    decoder_cl(bits_to_signs(bits).contiguous(memory_format=torch.channels_last))
+                    host(decoder_cl(bits_to_signs(bits).to(device).contiguous(memory_format=torch.channels_last)))
 
             def run_torch_chunked():
                 with torch.inference_mode():
                     for lo in range(0, batch, chunk):
-                        decoder(bits_to_signs(bits[lo : lo + chunk]))
+                        host(decoder(bits_to_signs(bits[lo : lo + chunk]).to(device)))
 
             session = generators[t].decoder_session
             runs = {"torch": run_torch, "ort": lambda: session.run(["image"], {"bits": bits}),
@@ -227,7 +237,7 @@ def compare_models(decoder, head, bundle: Path, repeats: int) -> dict:
         def text_runs(t: int, ids=ids, mask=mask, feeds=feeds):
             def run_torch():
                 with torch.inference_mode():
-                    pipeline(ids, mask)
+                    host(pipeline(ids.to(device), mask.to(device))[0])
 
             session = generators[t].text_session
             return {"torch": run_torch, "ort": lambda: session.run(["bit_logits", "bits"], feeds)}
@@ -244,10 +254,10 @@ def compare_models(decoder, head, bundle: Path, repeats: int) -> dict:
 # ----------------------------------------------------------------------------- 2. text -> PNG
 
 
-def text_to_png(bundle: Path, repeats: int) -> dict:
+def text_to_png(bundle: Path, repeats: int, device: str = "cpu") -> dict:
     from bitlatent.inference import OnnxGenerator
 
-    generator = OnnxGenerator(bundle, device="cpu")
+    generator = OnnxGenerator(bundle, device=device)
     for caption in CAPTIONS:
         generator.generate_png([caption])
     times = []
@@ -268,14 +278,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_test(bundle: Path, clients: int, requests: int, timeout: float = 600.0) -> dict:
+def load_test(bundle: Path, clients: int, requests: int, timeout: float = 600.0, device: str = "cpu") -> dict:
     import psutil
     import tritonclient.http as httpclient
 
     port = free_port()
     log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "bitlatent.serving", "--bundle", str(bundle), "--port", str(port),
-                             "--device", "cpu", "--max-batch", "16"],
+                             "--device", device, "--max-batch", "16"],
                             cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "ORT_DISABLE_TELEMETRY": "1"})  # fmt: skip
     url = f"127.0.0.1:{port}"
@@ -366,7 +376,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=480, help="Requests per load-test round.")
     parser.add_argument("--quick", action="store_true", help="10 repeats, 100 PNGs, 160 requests.")
+    add_device_argument(parser)
     args = parser.parse_args()
+    check_device(args.device)
     if args.quick:
         args.repeats, args.png_requests, args.requests = 10, 100, 160
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -374,15 +386,16 @@ def main() -> None:
     load_start = list(os.getloadavg())  # other jobs on the machine skew every figure: recorded
     decoder, head, bundle, made_here = models_for(args.bundle)
     try:
-        models = compare_models(decoder, head, bundle, args.repeats)
-        png = text_to_png(bundle, args.png_requests)
+        models = compare_models(decoder, head, bundle, args.repeats, args.device)
+        png = text_to_png(bundle, args.png_requests, args.device)
         print("text -> PNG", png, flush=True)
-        load = load_test(bundle, args.clients, args.requests)
+        load = load_test(bundle, args.clients, args.requests, device=args.device)
         print("load test", load, flush=True)
     finally:
         if made_here:
             shutil.rmtree(bundle, ignore_errors=True)
     payload = {
+        "device": args.device,
         "machine": {**machine(), "onnxruntime": _ort_version(), "load_average_at_start": load_start,
                     "load_average_at_end": list(os.getloadavg())},
         "bundle": str(args.bundle) if args.bundle else "untrained default-size models, exported for this run",
@@ -396,7 +409,7 @@ def main() -> None:
                     "decoder_speedup_decode_path_batch_64": models["decoder"]["batch_64"].get("speedup_decode_path"),
                     "text_to_png_p50_under_50ms": png["p50_ms"] < 50.0},
     }  # fmt: skip
-    print(f"wrote {write_result('inference', payload)}")
+    print(f"wrote {write_result(result_name('inference', args.device), payload)}")
 
 
 if __name__ == "__main__":

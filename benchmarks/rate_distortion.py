@@ -3,6 +3,7 @@ against JPEG and WebP (Pillow, whole files counted) on the same images.
 
     python benchmarks/rate_distortion.py                 # Flickr8k if present, else synthetic; 20 epochs
     python benchmarks/rate_distortion.py --epochs 2 --train 256 --test 64   # a smoke run
+    python benchmarks/rate_distortion.py --device cuda   # on a GPU (..._cuda.json / .png; PSNR need not match the CPU's)
 
 For each bit budget a decoder with a 16x16 latent grid and C = bits / 256 bits per cell is
 pretrained for ``--epochs`` epochs (a fixed amount of optimisation, so the curve does not depend
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, machine, write_result  # noqa: E402
+from common import RESULTS, add_device_argument, check_device, machine, result_name, write_result  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +35,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="Pretraining epochs per bit budget.")
     parser.add_argument("--fit-steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    add_device_argument(parser)
     args = parser.parse_args()
+    check_device(args.device)
     torch.set_num_threads(args.threads)
 
     from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
@@ -47,7 +50,7 @@ def main() -> None:
     if images is None:
         images, data = synthetic_images(args.train + args.test, size=64), "synthetic shapes 64x64"
     train, test = images[: args.train], images[args.train :]
-    base = dict(progress=False, channels_last=False, seed=0, batch_size=32, warmup_steps=50)
+    base = dict(progress=False, channels_last=False, seed=0, batch_size=32, warmup_steps=50, device=args.device)
 
     codecs = {c: quality_sweep(test, c) for c in ("jpeg", "webp")}
     at = {c: {b: psnr_at_bits(curve, b) for b in args.bits} for c, curve in codecs.items()}
@@ -67,14 +70,14 @@ def main() -> None:
                      "decoder_parameters": decoder.num_parameters(),
                      **{f"{c}_psnr_at_same_bits": at[c][bits] for c in codecs}})
         print(ours[-1], flush=True)
-        plot(ours, codecs, args.bits, data)
-        payload = {"machine": machine(), "data": data, "n_train": len(train), "n_test": len(test),
+        plot(ours, codecs, args.bits, data, result_name("rate_distortion", args.device))
+        payload = {"machine": machine(), "device": args.device, "data": data, "n_train": len(train), "n_test": len(test),
                    "epochs": args.epochs, "fit_steps": args.fit_steps, "threads": args.threads,
                    "ours": ours, "codec_psnr_at_bits": at, "codec_curves": codecs}
-        print(f"wrote {write_result('rate_distortion', payload)}", flush=True)
+        print(f"wrote {write_result(result_name('rate_distortion', args.device), payload)}", flush=True)
 
 
-def plot(ours: list[dict], codecs: dict, bits: list[int], data: str) -> None:
+def plot(ours: list[dict], codecs: dict, bits: list[int], data: str, name: str = "rate_distortion") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +96,7 @@ def plot(ours: list[dict], codecs: dict, bits: list[int], data: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / "rate_distortion.png", dpi=110)
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
     plt.close(fig)
 
 

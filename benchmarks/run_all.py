@@ -7,7 +7,8 @@ Each script runs in its own process (a failure or a missing script is recorded, 
 ingest (``--sizes``), vae_comparison, adaptation_speed, rate_distortion (full size only) and
 inference (``--quick`` when it supports it). Each writes ``results/<name>.json``; this script then
 writes ``results.json`` (machine, date, versions, what ran, every result), ``results.md`` (tables)
-and PNG plots in ``results/``.
+and PNG plots in ``results/``. When torch sees a GPU, the torch benchmarks run a second time with
+``--device cuda`` and their GPU figures (``results/<name>_cuda.json``) sit beside the CPU ones.
 """
 
 from __future__ import annotations
@@ -27,8 +28,20 @@ HERE = Path(__file__).parent
 PROJECT = HERE.parent
 
 
-def plan(quick: bool) -> list[tuple[str, list[str], int]]:
-    """(name, arguments, timeout in seconds) for each benchmark, in order."""
+GPU_BENCHMARKS = ("vae_comparison", "adaptation_speed", "rate_distortion", "inference")
+
+
+def gpu_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def plan(quick: bool, gpu: bool = False) -> list[tuple[str, list[str], int]]:
+    """(name, arguments, timeout in seconds) for each benchmark, in order; with ``gpu``, each of
+    ``GPU_BENCHMARKS`` again as ``<name>_cuda`` with ``--device cuda``."""
     q = ["--quick"] if quick else []
     steps = [
         ("ingest", ["--sizes", "10000"] if quick else [], 600 if quick else 4 * 3600),
@@ -38,7 +51,15 @@ def plan(quick: bool) -> list[tuple[str, list[str], int]]:
     if not quick:
         steps.append(("rate_distortion", [], 6 * 3600))
     steps.append(("inference", q, 900 if quick else 3600))
+    if gpu:
+        steps += [(f"{name}_cuda", [*args, "--device", "cuda"], timeout)
+                  for name, args, timeout in list(steps) if name in GPU_BENCHMARKS]
     return steps
+
+
+def script_of(name: str) -> str:
+    """The script a plan entry runs: ``vae_comparison_cuda`` runs ``vae_comparison.py``."""
+    return name.removesuffix("_cuda")
 
 
 def supports(script: Path, flag: str) -> bool:
@@ -46,7 +67,7 @@ def supports(script: Path, flag: str) -> bool:
 
 
 def run_one(name: str, args: list[str], timeout: int) -> dict:
-    script = HERE / f"{name}.py"
+    script = HERE / f"{script_of(name)}.py"
     if not script.exists():
         return {"name": name, "status": "absent"}
     if "--quick" in args and not supports(script, "--quick"):
@@ -111,7 +132,7 @@ def plot_ingest(res: dict) -> Path | None:
     return path
 
 
-def plot_inference(res: dict) -> Path | None:
+def plot_inference(res: dict, name: str = "inference") -> Path | None:
     rows = []
     for model, by_batch in (res.get("ort_vs_torch") or {}).items():
         if not isinstance(by_batch, dict):
@@ -131,10 +152,10 @@ def plot_inference(res: dict) -> Path | None:
     ax.set_xticks(x, [r[0] for r in rows], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("median latency (ms)")
-    ax.set_title("inference latency (CPU)")
+    ax.set_title(f"inference latency ({res.get('device', 'cpu').upper()})")
     ax.legend()
     fig.tight_layout()
-    path = RESULTS / "inference_latency.png"
+    path = RESULTS / f"{name}_latency.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -265,7 +286,7 @@ def main() -> None:
     args = parser.parse_args()
 
     runs = []
-    for name, script_args, timeout in plan(args.quick):
+    for name, script_args, timeout in plan(args.quick, gpu=gpu_available()):
         if args.collect_only or (args.only and name not in args.only):
             runs.append({"name": name, "status": "not run"})
             continue
@@ -278,10 +299,10 @@ def main() -> None:
             results[r["name"]] = json.loads(path.read_text())
             if r["status"] in ("not run", "failed", "absent"):
                 r["note"] = f"results/{r['name']}.json is from an earlier run ({results[r['name']].get('machine', {}).get('date')})"
-    for name, fn in (("ingest", plot_ingest), ("inference", plot_inference)):
+    for name, fn in (("ingest", plot_ingest), ("inference", plot_inference), ("inference_cuda", plot_inference)):
         if name in results:
             try:
-                p = fn(results[name])
+                p = fn(results[name]) if name == "ingest" else fn(results[name], name)
                 if p:
                     plots.append(str(p.relative_to(PROJECT)))
             except Exception as exc:  # noqa: BLE001
@@ -305,9 +326,10 @@ def main() -> None:
               "inference": md_inference, "rate_distortion": md_rate_distortion}
     for name, res in results.items():
         date = res.get("machine", {}).get("date", "?")
-        md += [f"## {name} (measured {date})", ""]
+        where = res.get("machine", {}).get("gpu", "GPU") if res.get("device") == "cuda" else "CPU"
+        md += [f"## {name} (measured {date}, {where})", ""]
         try:
-            md += render.get(name, md_generic)(res)
+            md += render.get(script_of(name), md_generic)(res)
         except Exception as exc:  # noqa: BLE001
             md += [f"(could not render: {exc})", *md_generic(res)]
         md.append("")

@@ -1,10 +1,12 @@
 """Decoder-only (auto-decoder) against a binary VAE with the same latent grid, bits and decoder.
 
     python benchmarks/vae_comparison.py            # 2,000 train / 200 held-out, 300 s per model
-    python benchmarks/vae_comparison.py --quick    # 256 / 64, 30 s per model
+    python benchmarks/vae_comparison.py --quick    # 128 / 32, 20 s per model
+    python benchmarks/vae_comparison.py --device cuda   # the GPU figures (results/vae_comparison_cuda.json)
 
 Both models run side by side in one process, on the same images, bit budget (C*h*w bits per
-image) and wall-clock budget, CPU float32, contiguous memory format:
+image) and wall-clock budget, contiguous memory format; on the CPU float32, on a GPU the step
+costs in float32 and the race with pretrain's mixed precision (both models alike):
 
 1. parameters (decoder-only: the decoder; VAE: encoder + the same decoder);
 2. time per training step (batch 32): A B A B ... ``--repeats`` times after a warm-up, medians
@@ -12,7 +14,7 @@ image) and wall-clock budget, CPU float32, contiguous memory format:
 3. training memory of one step, counted exactly: parameters + gradients + Adam moments +
    tensors saved for backward (``saved_tensors_hooks``, unique storages) + for the decoder-only
    model its latent table (logits + Adam moments of every training image); plus the RSS growth
-   of the process over the step (noisy: allocator caching);
+   of the process over the step (noisy: allocator caching), on a GPU the peak allocated memory;
 4. training for the same wall-clock budget (epochs set from the measured step time; both use
    pretrain's schedule): train PSNR (batch PSNR, mean per epoch) and held-out PSNR against time,
    a plot; held-out PSNR is an encoder pass for the VAE and ``fit_latents`` with the frozen
@@ -22,7 +24,7 @@ image) and wall-clock budget, CPU float32, contiguous memory format:
 
 Data: synthetic shapes at 32x32 (8x8x8 = 512 bits), and Flickr8k at 64x64 (16x16x8 = 2,048 bits)
 when ``../shared/datasets/flickr8k/images`` exists. Writes ``results/vae_comparison.json`` and
-``results/vae_comparison_<data>.png``.
+``results/vae_comparison_<data>.png`` (``_cuda`` in both names for the GPU figures).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, machine, write_result  # noqa: E402
+from common import RESULTS, add_device_argument, check_device, machine, result_name, synchronize, write_result  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 FLICKR = PROJECT.parent / "shared" / "datasets" / "flickr8k" / "images"
@@ -80,18 +82,18 @@ def flickr_images(n: int, size: int = 64) -> np.ndarray | None:
 # ----------------------------------------------------------------------------- step cost
 
 
-def _batch(images: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images[rows]).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+def _batch(images: np.ndarray, rows: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    return torch.from_numpy(images[rows]).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
 
 
 class DecoderOnlyStep:
     """One pretraining step of the decoder-only model, as ``pretrain`` does it (hard bits)."""
 
-    def __init__(self, decoder, images: np.ndarray, batch: int):
+    def __init__(self, decoder, images: np.ndarray, batch: int, device: str = "cpu"):
         from bitlatent.core.latents import LatentTable
 
-        self.decoder, self.images, self.batch = decoder.train(), images, batch
-        self.table = LatentTable(len(images), decoder.latent_spec, init_std=0.3, seed=1, betas=(0.5, 0.9))
+        self.decoder, self.images, self.batch, self.device = decoder.to(device).train(), images, batch, device
+        self.table = LatentTable(len(images), decoder.latent_spec, init_std=0.3, seed=1, betas=(0.5, 0.9), device=device)
         self.opt = torch.optim.Adam(decoder.parameters(), lr=2e-3, betas=(0.9, 0.99))
         self.g = np.random.default_rng(0)
 
@@ -99,8 +101,8 @@ class DecoderOnlyStep:
         from bitlatent.core.binary import binarize
 
         rows = self.g.choice(len(self.images), self.batch, replace=False)
-        x = _batch(self.images, rows)
-        rows_t = torch.from_numpy(rows)
+        x = _batch(self.images, rows, self.device)
+        rows_t = torch.from_numpy(rows).to(self.device)
         logits = self.table.gather(rows_t)  # (B, C, h, w)
         loss = F.mse_loss(self.decoder(binarize(logits, 1.0)), x)
         self.opt.zero_grad(set_to_none=True)
@@ -116,14 +118,14 @@ class DecoderOnlyStep:
 
 
 class VAEStep:
-    def __init__(self, model, images: np.ndarray, batch: int):
-        self.model, self.images, self.batch = model.train(), images, batch
+    def __init__(self, model, images: np.ndarray, batch: int, device: str = "cpu"):
+        self.model, self.images, self.batch, self.device = model.to(device).train(), images, batch, device
         self.opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.9, 0.99))
         self.g = np.random.default_rng(0)
 
     def __call__(self) -> None:
         rows = self.g.choice(len(self.images), self.batch, replace=False)
-        x = _batch(self.images, rows)
+        x = _batch(self.images, rows, self.device)
         loss = F.mse_loss(self.model(x, 1.0), x)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -159,21 +161,33 @@ def rss_growth(step) -> int:
     return max(proc.memory_info().rss - before, 0)
 
 
-def step_costs(dec_cfg, enc_cfg, images: np.ndarray, repeats: int, batch: int = 32) -> dict:
+def cuda_peak_bytes(step) -> int:
+    """Peak GPU memory allocated during one step, above what was allocated before it."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before
+
+
+def step_costs(dec_cfg, enc_cfg, images: np.ndarray, repeats: int, batch: int = 32, device: str = "cpu") -> dict:
     from bitlatent.core.decoder import BinaryLatentDecoder
     from bitlatent.core.vae import BinaryVAE
 
     torch.manual_seed(0)
-    a = DecoderOnlyStep(BinaryLatentDecoder(dec_cfg), images, batch)
-    b = VAEStep(BinaryVAE(dec_cfg, enc_cfg), images, batch)
+    a = DecoderOnlyStep(BinaryLatentDecoder(dec_cfg), images, batch, device)
+    b = VAEStep(BinaryVAE(dec_cfg, enc_cfg), images, batch, device)
     rss = {"decoder_only": rss_growth(a), "vae": rss_growth(b)}  # first step: buffers get allocated
     for _ in range(2):
         a(), b()
     times = {"decoder_only": [], "vae": []}
     for _ in range(repeats):  # A B A B: drift on a shared machine hits both
         for name, step in (("decoder_only", a), ("vae", b)):
+            synchronize(device)
             t0 = time.perf_counter()
             step()
+            synchronize(device)
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     mem = {}
@@ -181,6 +195,8 @@ def step_costs(dec_cfg, enc_cfg, images: np.ndarray, repeats: int, batch: int = 
         act = saved_bytes(step)
         mem[name] = {"state_bytes": step.state_bytes(), "saved_activation_bytes": act,
                      "total_bytes": step.state_bytes() + act, "first_step_rss_growth_bytes": rss[name]}
+        if device == "cuda":
+            mem[name]["cuda_step_peak_bytes"] = cuda_peak_bytes(step)
     return {
         "batch_size": batch, "repeats": repeats,
         "step_seconds_median": med, "step_seconds_all": times,
@@ -213,13 +229,13 @@ def per_epoch(curves: dict, steps_per_epoch: int) -> list[dict]:
 
 
 def race(name: str, dec_cfg, enc_cfg, train: np.ndarray, test: np.ndarray, budget: float,
-         step_time: dict, eval_points: int, mid_fit_steps: int, fit_steps: int = 100) -> dict:
+         step_time: dict, eval_points: int, mid_fit_steps: int, fit_steps: int = 100, device: str = "cpu") -> dict:
     from bitlatent.core.decoder import BinaryLatentDecoder
     from bitlatent.core.train import TrainConfig, decode_packed, fit_latents
     from bitlatent.core.vae import BinaryVAE, encode_images, train_vae
 
     steps_per_epoch = -(-len(train) // 32)
-    base = dict(batch_size=32, progress=False, channels_last=False, warmup_steps=50, seed=0)
+    base = dict(batch_size=32, progress=False, channels_last=False, warmup_steps=50, seed=0, device=device)
     fit_cfg = TrainConfig(**{**base, "fit_batch_size": 256, "fit_steps": fit_steps})
     mid_fit_cfg = TrainConfig(**{**base, "fit_batch_size": 256, "fit_steps": mid_fit_steps})
     out = {}
@@ -289,8 +305,9 @@ def race(name: str, dec_cfg, enc_cfg, train: np.ndarray, test: np.ndarray, budge
 
     vres = train_vae(train, model, TrainConfig(**{**base, "epochs": epochs}), callback=vae_callback)
     _, train_mse = encode_images(model, train)
+    synchronize(device)
     t0 = time.perf_counter()
-    _, test_mse = encode_images(model, test)
+    _, test_mse = encode_images(model, test)  # returns CPU arrays: synchronised
     enc_seconds = time.perf_counter() - t0
     held.append({"step": total, "wall_time": vres.curves["wall_time"][-1], "heldout_psnr": psnr_set(test_mse)})
     out["vae"] = {
@@ -319,13 +336,13 @@ def plot(name: str, res: dict) -> Path:
                 "-", color=colour, label=f"{label}: train (batch, per epoch)")
         ax.plot([p["wall_time"] for p in r["heldout_curve"]], [p["heldout_psnr"] for p in r["heldout_curve"]],
                 "o--", color=colour, label=f"{label}: held-out")
-    ax.set_xlabel("training wall time (s, CPU)")
+    ax.set_xlabel(f"training wall time (s, {res.get('device', 'cpu').upper()})")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"{name}: {res['bits_per_image']} bits/image, same decoder")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"vae_comparison_{name}.png"
+    path = RESULTS / f"{result_name('vae_comparison', res.get('device', 'cpu'))}_{name}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -343,7 +360,9 @@ def main() -> None:
     parser.add_argument("--fit-steps", type=int, default=100, help="fit_latents steps for held-out latents.")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box).")
     parser.add_argument("--no-flickr", action="store_true")
+    add_device_argument(parser)
     args = parser.parse_args()
+    check_device(args.device)
     if args.quick:
         args.train, args.test, args.budget, args.repeats, args.fit_steps = 128, 32, 20.0, 3, 30
     eval_points, mid_fit = (2, 10) if args.quick else (5, 50)
@@ -356,7 +375,7 @@ def main() -> None:
                                 DecoderConfig(image_size=32, latent_h=8, latent_w=8, bits_per_cell=8))}
     if not args.no_flickr:
         datasets["flickr64"] = (lambda: flickr_images(args.train + args.test), DecoderConfig())
-    payload = {"machine": machine(), "torch_threads": torch.get_num_threads(), "quick": args.quick,
+    payload = {"machine": machine(), "device": args.device, "torch_threads": torch.get_num_threads(), "quick": args.quick,
                "budget_seconds_per_model": args.budget, "n_train": args.train, "n_test": args.test, "datasets": {}}
     for name, (load, dec_cfg) in datasets.items():
         images = load()
@@ -367,20 +386,21 @@ def main() -> None:
         train, test = images[: args.train], images[args.train :]
         enc_cfg = EncoderConfig()
         vae = BinaryVAE(dec_cfg, enc_cfg)
-        res = {"bits_per_image": dec_cfg.latent_spec().bits_per_image, "decoder_config": dec_cfg.to_dict(),
+        res = {"device": args.device, "bits_per_image": dec_cfg.latent_spec().bits_per_image, "decoder_config": dec_cfg.to_dict(),
                "encoder_config": enc_cfg.resolve(dec_cfg).to_dict(),
                "parameters": {"decoder_only": vae.decoder.num_parameters(), "vae": vae.num_parameters()}}
-        res["steps"] = step_costs(dec_cfg, enc_cfg, train, args.repeats)
+        res["steps"] = step_costs(dec_cfg, enc_cfg, train, args.repeats, device=args.device)
         print(name, "step", res["steps"]["step_seconds_median"], flush=True)
         res["race"] = race(name, dec_cfg, enc_cfg, train, test, args.budget,
-                           res["steps"]["step_seconds_median"], eval_points, mid_fit, args.fit_steps)
-        res["plot"] = str(plot(name, res).relative_to(PROJECT))
+                           res["steps"]["step_seconds_median"], eval_points, mid_fit, args.fit_steps, args.device)
+        png = plot(name, res)
+        res["plot"] = str(png.relative_to(PROJECT) if png.is_relative_to(PROJECT) else png)
         for k in ("decoder_only", "vae"):
             r = res["race"][k]
             print(name, k, {x: r[x] for x in ("epochs", "train_seconds", "train_psnr_final", "heldout_psnr_final")},
                   flush=True)
         payload["datasets"][name] = res
-    print(f"wrote {write_result('vae_comparison', payload)}")
+    print(f"wrote {write_result(result_name('vae_comparison', args.device), payload)}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def test_documented_bit_order():
     bits[0, 2, 0, 2] = 1  # flat index 8 -> byte 1, msb
     packed = pack_bits(bits)
     assert packed.tolist() == [[0b1000_0000, 0b1000_0000]]
+    np.testing.assert_array_equal(unpack_bits(packed, spec), bits)
     little = pack_bits(bits, bit_order="little")
     assert little.tolist() == [[0b0000_0001, 0b0000_0001]]
     spec_little = LatentSpec(h=1, w=3, bits_per_cell=3, image_size=4, bit_order="little")

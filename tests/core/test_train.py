@@ -2,8 +2,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from bitlatent.core.metrics import psnr, to_unit_images
 from bitlatent.core.train import (
     FIT_CHECKPOINT,
     PRETRAIN_CHECKPOINT,
-    TrainConfig,
     decode_packed,
     fit_latents,
     pretrain,
@@ -197,3 +194,15 @@ def test_fit_from_given_bits(images, tiny_decoder_config, tiny_train_config):
     assert refined.psnr >= first.psnr - 0.05
     with pytest.raises(ValueError):
         fit_latents(dec, images, tiny_train_config, indices=np.arange(24, 34), init_packed=first.packed[:5])
+
+
+@pytest.mark.parametrize("init", ["shared", "independent"])
+def test_shared_init_gives_alike_images_alike_bits(images, tiny_decoder_config, tiny_train_config, init):
+    """With one starting pattern, the same image fitted twice ends in the same bits: bits are a
+    function of the image, which is what lets text predict them. Independent starts differ."""
+    cfg = replace(tiny_train_config, latent_init=init)
+    dec = pretrain(images[:16], tiny_decoder_config, replace(cfg, epochs=4)).decoder
+    twice = np.concatenate([images[24:26], images[24:26]])  # rows 0, 1 again as rows 2, 3
+    fit = fit_latents(dec, twice, cfg)
+    same = np.array_equal(fit.packed[:2], fit.packed[2:])
+    assert same == (init == "shared")

@@ -57,6 +57,10 @@ class TrainConfig:
     """Adam betas of the latents. Low: a latent's updates are an epoch apart and the decoder moves."""
     latent_init_std: float = 0.3
     """Std of the initial logits (random initial bits)."""
+    latent_init: str = "shared"
+    """"independent": each latent starts from its own random bits; "shared": all latents (in
+    pretraining and in fitting) start from one random pattern, so bits that no image content
+    decides end alike across images and the bits become predictable from text."""
     logit_clip: float = 1.0
     """Logits are clamped to [-clip, clip] after each update (so any bit can still flip); 0 disables."""
     relaxation: str = "hardtanh"
@@ -95,6 +99,8 @@ class TrainConfig:
         self.decoder_betas = tuple(self.decoder_betas)
         self.latent_betas = tuple(self.latent_betas)
         self.fit_betas = tuple(self.fit_betas)
+        if self.latent_init not in ("independent", "shared"):
+            raise ValueError(f"latent_init must be 'independent' or 'shared', got {self.latent_init!r}")
         if self.loss not in ("mse", "l1"):
             raise ValueError(f"unknown loss {self.loss!r}")
         if self.batch_size < 1 or self.fit_batch_size < 1 or self.epochs < 0 or self.fit_steps < 0:

@@ -100,6 +100,11 @@ def _local_latent_table(n: int, rank: int, world_size: int, spec, cfg: TrainConf
     The full init is drawn from the same generator in chunks of whole rows (``randn`` fills rows
     in order), so at most ``chunk`` rows are held at once besides the local ones."""
     mine = owned_rows(n, rank, world_size)
+    if cfg.latent_init == "shared":  # one pattern for every row: nothing to slice
+        return LatentTable(
+            len(mine), spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=device,
+            betas=cfg.latent_betas, clip=cfg.logit_clip or None, shared_init=True,
+        )  # fmt: skip
     table = LatentTable(
         len(mine), spec, init_std=cfg.latent_init_std, seed=0, device=device,
         betas=cfg.latent_betas, clip=cfg.logit_clip or None,

@@ -33,6 +33,7 @@ class LatentTable:
         eps: float = 1e-8,
         clip: float | None = 1.0,
         track_best: bool = False,
+        shared_init: bool = False,
     ):
         self.spec = spec
         self.betas = (float(betas[0]), float(betas[1]))
@@ -40,7 +41,10 @@ class LatentTable:
         self.clip = clip
         self.track_best = track_best
         g = torch.Generator().manual_seed(int(seed))
-        logits = torch.randn(n, *spec.shape, generator=g) * init_std  # (n, C, h, w), drawn on CPU: same on any device
+        if shared_init:  # every row starts from one pattern: bits no image decides stay alike across images
+            logits = (torch.randn(1, *spec.shape, generator=g) * init_std).expand(n, *spec.shape).clone()
+        else:
+            logits = torch.randn(n, *spec.shape, generator=g) * init_std  # (n, C, h, w), drawn on CPU: same on any device
         if clip is not None:
             logits = logits.clamp(-clip, clip)
         self.logits = logits.to(device)

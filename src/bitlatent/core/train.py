@@ -134,7 +134,7 @@ def pretrain(
 
     table = LatentTable(
         n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=rt.device,
-        betas=cfg.latent_betas, clip=cfg.logit_clip or None,
+        betas=cfg.latent_betas, clip=cfg.logit_clip or None, shared_init=cfg.latent_init == "shared",
     )  # fmt: skip
     opt = decoder_optimizer(decoder, cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -292,9 +292,12 @@ def fit_latents(
         for c in range(start_chunk, n_chunks):
             lo, hi = c * chunk, min((c + 1) * chunk, n)
             x = load_batch(images, indices[lo:hi], rt.device)  # (B, 3, H, W), the whole chunk
+            shared = cfg.latent_init == "shared"  # then: pretraining's initial pattern, scaled down
             table = LatentTable(
-                hi - lo, spec, init_std=cfg.fit_init_std, seed=cfg.seed * 1_000_003 + 7919 * (c + 1),
+                hi - lo, spec, init_std=cfg.fit_init_std,
+                seed=cfg.seed + 1 if shared else cfg.seed * 1_000_003 + 7919 * (c + 1),
                 device=rt.device, betas=cfg.fit_betas, clip=cfg.logit_clip or None, track_best=True,
+                shared_init=shared,
             )  # fmt: skip
             if init_packed is not None:
                 table.logits.copy_(bits_to_signs(unpack_bits(init_packed[lo:hi], spec)) * cfg.fit_init_magnitude)

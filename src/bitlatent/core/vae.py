@@ -31,7 +31,7 @@ from .binary import binarize, hard_signs, hardness_at
 from .config import TrainConfig
 from .decoder import _ACTIVATIONS, BinaryLatentDecoder, DecoderConfig, ResBlock
 from .metrics import psnr_from_mse
-from .runtime import cosine_schedule, epoch_permutation, new_curves
+from .runtime import Runtime, cosine_schedule, epoch_permutation, new_curves
 
 __all__ = ["EncoderConfig", "BinaryEncoder", "BinaryVAE", "VAEResult", "train_vae", "encode_images"]
 
@@ -137,10 +137,13 @@ def train_vae(
 ) -> VAEResult:
     """Train encoder + decoder on uint8 (N, H, W, 3) ``images`` with pretrain's schedule (epochs
     of ``batch_size``, Adam at ``decoder_lr`` for both nets, warm-up + cosine, gradient clipping,
-    soft -> hard annealing with ``soft_until``/``hard_from``), CPU float32. Time spent in
-    ``callback`` is excluded from ``wall_time``."""
+    soft -> hard annealing with ``soft_until``/``hard_from``), on pretrain's device with its
+    mixed precision (``Runtime``: CUDA when available, float32 on CPU). Time spent in ``callback``
+    is excluded from ``wall_time``; on CUDA each step is synchronised by reading its loss."""
     cfg = config or TrainConfig()
+    rt = Runtime(cfg)
     torch.manual_seed(cfg.seed)
+    model.to(rt.device, memory_format=rt.memory_format)
     n = len(images)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -152,19 +155,29 @@ def train_vae(
         perm = epoch_permutation(cfg.seed, epoch, n).numpy()
         for it in range(steps_per_epoch):
             t0 = time.perf_counter()
-            x = _to_unit(images, perm[it * cfg.batch_size : (it + 1) * cfg.batch_size])  # (B, 3, H, W)
+            x = _to_unit(images, perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]).to(rt.device)  # (B, 3, H, W)
             hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
             lr = cfg.decoder_lr * cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
-            out = model(x, hardness, cfg.relaxation, cfg.temperature)  # (B, 3, H, W)
+            with rt.autocast():
+                out = model(x.contiguous(memory_format=rt.memory_format), hardness, cfg.relaxation, cfg.temperature)
+            out = out.float()  # (B, 3, H, W)
             mse = F.mse_loss(out, x)
             loss = mse if cfg.loss == "mse" else F.l1_loss(out, x)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if rt.scaler is not None:
+                rt.scaler.scale(loss).backward()
+                rt.scaler.unscale_(opt)
+            else:
+                loss.backward()
             if cfg.decoder_grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.decoder_grad_clip)
-            opt.step()
+            if rt.scaler is not None:
+                rt.scaler.step(opt)
+                rt.scaler.update()
+            else:
+                opt.step()
             step += 1
             wall += time.perf_counter() - t0
             record = {"step": step, "loss": loss.item(), "psnr": psnr_from_mse(mse.item()),
@@ -178,13 +191,15 @@ def train_vae(
 
 @torch.no_grad()
 def encode_images(model: BinaryVAE, images: Any, batch_size: int = 256) -> tuple[torch.Tensor, np.ndarray]:
-    """uint8 (N, H, W, 3) -> (hard signs (N, C, h, w), per-image MSE (N,) of the reconstruction)."""
+    """uint8 (N, H, W, 3) -> (hard signs (N, C, h, w), per-image MSE (N,) of the reconstruction),
+    float32 on the model's device (signs and MSEs come back on the CPU)."""
     model.eval()
+    device = next(model.parameters()).device
     signs, mses = [], []
     for lo in range(0, len(images), batch_size):
-        x = _to_unit(images, np.arange(lo, min(lo + batch_size, len(images))))
+        x = _to_unit(images, np.arange(lo, min(lo + batch_size, len(images)))).to(device)
         z = model.encode(x)
         out = model.decoder(z)
-        signs.append(z)
-        mses.append(F.mse_loss(out, x, reduction="none").flatten(1).mean(1).numpy())
+        signs.append(z.cpu())
+        mses.append(F.mse_loss(out, x, reduction="none").flatten(1).mean(1).cpu().numpy())
     return torch.cat(signs), np.concatenate(mses).astype(np.float64)
