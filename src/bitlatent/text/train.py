@@ -6,6 +6,10 @@ token states, and the fitted latent bits of the images they describe, and minimi
     bce_weight          * BCE(bit logits, image latent bits)               predict the latent
   + contrastive_weight  * symmetric InfoNCE(text codes, image codes)       share a K-bit code
 
+With H > 1 hypotheses (``TextToLatentConfig.hypotheses``) the BCE is the winner's (the hypothesis
+closest to the latent, per caption) plus ``loser_weight`` times the mean over all of them (keeps
+every hypothesis in play), and ``choice_weight * CE(hypothesis scores, winner)`` is added.
+
 The contrastive term scores caption i against image j by ``<t_i, v_j> / K``, which for ±1 codes
 is exactly ``1 - 2 * Hamming / K``: with straight-through codes (the default) the forward pass
 uses the hard signs (so training sees the Hamming distances retrieval will use) and the backward
@@ -111,6 +115,10 @@ class TextTrainConfig:
     """Weight of the symmetric InfoNCE between text and image codes."""
     contrastive_temperature: float = 0.1
     """Temperature of InfoNCE on the code similarity ``<tanh t, tanh v> / K`` in [-1, 1]."""
+    loser_weight: float = 0.02
+    """With H > 1 hypotheses: weight of the mean BCE of all hypotheses beside the winner's."""
+    choice_weight: float = 0.1
+    """With H > 1 hypotheses: weight of the cross-entropy teaching the scores which one wins."""
     straight_through_codes: bool = True
     """Compare hard ±1 codes in the contrastive term (forward: the signs, i.e. exactly the Hamming
     similarity; backward: the gradient of tanh). False: compare the relaxed codes tanh(logits)."""
@@ -193,6 +201,28 @@ class TextTrainResult:
 
 
 # ----------------------------------------------------------------------------- losses
+
+
+def bit_losses(
+    all_logits: torch.Tensor, scores: torch.Tensor | None, target: torch.Tensor, loser_weight: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hypotheses' bit logits (B, H, C, h, w), their scores (B, H) or None, target bits (B, C, h, w)
+    -> (BCE, choice cross-entropy, the top-scoring hypothesis' logits (B, C, h, w)).
+
+    H = 1: the plain BCE and a zero choice loss. H > 1: the winner's BCE (per caption, the closest
+    hypothesis) + ``loser_weight`` * the mean BCE of all, and the cross-entropy of the scores
+    against the winner."""
+    if scores is None:
+        bit_logits = all_logits[:, 0]
+        return F.binary_cross_entropy_with_logits(bit_logits, target.float()), all_logits.new_zeros(()), bit_logits
+    per = F.binary_cross_entropy_with_logits(all_logits, target[:, None].float().expand_as(all_logits),
+                                             reduction="none").flatten(2).mean(2)  # (B, H)
+    winner = per.detach().argmin(1)  # (B,)
+    bce = per.gather(1, winner[:, None]).mean() + loser_weight * per.mean()
+    choice = F.cross_entropy(scores, winner)
+    top = scores.detach().argmax(1)  # (B,)
+    bit_logits = all_logits[torch.arange(len(top), device=top.device), top]  # (B, C, h, w)
+    return bce, choice, bit_logits
 
 
 def code_losses(
@@ -352,14 +382,14 @@ def train_text_to_latent(
             for group in opt.param_groups:
                 group["lr"] = lr
 
-            bit_logits, text_code = model(states, mask)  # (B, C, h, w), (B, K)
-            bce = F.binary_cross_entropy_with_logits(bit_logits, target.float())
+            all_logits, scores, text_code = model.hypotheses(states, mask)  # (B, H, C, h, w), (B, H) | None, (B, K)
+            bce, choice, bit_logits = bit_losses(all_logits, scores, target, cfg.loser_weight)  # bit_logits: (B, C, h, w)
             image_code = model.image_code_logits(target)  # (B, K)
             contrastive = code_losses(
                 text_code, image_code, torch.from_numpy(image_rows).to(device), cfg.contrastive_temperature,
                 cfg.straight_through_codes,
             )
-            loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive
+            loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive + cfg.choice_weight * choice
 
             opt.zero_grad(set_to_none=True)
             loss.backward()
