@@ -144,10 +144,12 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write (a grid for several).")
 @click.option("--mode", type=click.Choice(["retrieve", "generate", "refine"]), default="retrieve", show_default=True,
               help="retrieve: the nearest training latent by Hamming distance of the codes (the best images today); "
-                   "generate: the predicted bits; refine: the retrieved latent moved toward the predicted bits.")
+                   "generate: a latent drawn from the cell prior (--torch; the ONNX bundle has the predicted bits "
+                   "only); refine: the retrieved latent moved toward the predicted bits.")
 @click.option("--samples", type=click.IntRange(min=1, max=64), default=1, show_default=True, help="Images per prompt.")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="0: the most likely bits; above 0: bits sampled per bit (with --seed).")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
+              help="0: the most likely latent; above 0: sampled (with --seed), more varied as it grows. "
+                   "Default: 1 for generate from a cell prior (greedy draws give background only), else 0.")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="refine: fraction of the disagreeing bits moved toward the prediction.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -186,7 +188,7 @@ def generate(prompts, output, mode, samples, temperature, strength, seed, scale,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                images = OnnxGenerator(bundle).generate(prompts, mode, temperature=temperature, seed=seed,
+                images = OnnxGenerator(bundle).generate(prompts, mode, temperature=temperature or 0.0, seed=seed,
                                                         samples=samples, strength=strength)
             except ValueError as error:
                 raise click.ClickException(str(error)) from error
@@ -217,6 +219,8 @@ def _generate_torch(prompts, mode, samples, temperature, strength, seed, decoder
         model = load_text_to_latent(text_model)
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
+    if temperature is None:
+        temperature = 1.0 if mode == "generate" and model.prior is not None else 0.0
     packed = None
     if mode != "generate":
         packed, _ = _latent_library(tuple(library))

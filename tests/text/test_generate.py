@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from bitlatent.text.generate import (
     MODES, generate_from_features, generate_latents, image_codes, predict, refine_bits, retrieve, sample_bits,
 )
 from bitlatent.text.model import TextToLatent, TextToLatentConfig
+from bitlatent.text.prior import sample_prior
 
 TINY = TextToLatentConfig(latent_h=4, latent_w=4, bits_per_cell=3, width=32, heads=2, layers=1, text_layers=1,
                           code_bits=16, image_code_hidden=32, text_dim=384)
@@ -149,3 +152,18 @@ def test_generate_latents_from_prompts(encoder):
     for bad in ["", "   \n\t", [], ["ok", " "]]:
         with pytest.raises(ValueError):
             generate_latents(bad, encoder, model)
+
+
+def test_generate_draws_from_the_cell_prior_when_the_model_has_one():
+    torch.manual_seed(0)
+    model = TextToLatent(dataclasses.replace(TINY, prior_layers=1)).eval()
+    feats = random_features(3)
+    greedy = generate_from_features(model, feats, "generate", samples=2).bits  # (3 * 2, C, h, w)
+    expected = sample_prior(model.prior, feats, temperature=0.0)  # (3, C, h, w)
+    np.testing.assert_array_equal(greedy, np.repeat(expected, 2, axis=0))
+    drawn = generate_from_features(model, feats, "generate", samples=2, temperature=1.0, seed=5).bits
+    np.testing.assert_array_equal(drawn, generate_from_features(model, feats, "generate", samples=2,
+                                                                temperature=1.0, seed=5).bits)
+    assert not np.array_equal(drawn[0::2], drawn[1::2])  # the two samples of each prompt differ
+    per_bit = (predict(model, feats).bit_logits >= 0).astype(np.uint8)
+    assert not np.array_equal(greedy[0::2], per_bit)  # not the per-bit head's argmax

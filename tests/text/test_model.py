@@ -191,3 +191,16 @@ def test_hypotheses_export_to_onnx(tmp_path):
     with torch.no_grad():
         ref = model(states5, mask5)
     np.testing.assert_allclose(out[0], ref[0].numpy(), atol=1e-4)
+
+
+def test_a_cell_prior_is_saved_and_loaded_with_the_model(tmp_path):
+    model = tiny(prior_layers=1)
+    assert model.prior is not None and model.prior.config.layers == 1 and model.prior.config.width == 32
+    save_text_to_latent(model, tmp_path)
+    loaded = load_text_to_latent(tmp_path)
+    states, mask = torch.randn(2, 4, 384), torch.ones(2, 4, dtype=torch.bool)
+    bits = torch.randint(0, 2, (2, 3, 4, 6), dtype=torch.uint8)
+    assert torch.equal(model.prior(states, mask, bits), loaded.prior(states, mask, bits))
+    assert tiny().prior is None
+    with pytest.raises(ValueError, match="C must be <= 10"):
+        TextToLatentConfig(**{**TINY, "bits_per_cell": 16, "prior_layers": 1})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +235,10 @@ class OnnxGenerator:
         prompt_index = np.repeat(np.arange(n, dtype=np.int64), samples)
         truncated = pred.tokens.truncated
         if mode == "generate":
+            if warn and self.manifest.get("text_model", {}).get("prior_layers", 0):
+                warnings.warn("the text model's cell prior is not in the ONNX export: generate uses the per-bit "
+                              "predictions here (flat, grey images); `bitlatent generate --torch --mode generate` "
+                              "draws from the prior", stacklevel=2)
             bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
             return Generation(bits.reshape(n * samples, *self.latent_shape), prompt_index, None, truncated)
         assert self.library is not None and pred.code_bits is not None

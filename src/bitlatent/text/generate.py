@@ -2,8 +2,10 @@
 
 * **retrieve**: the nearest image latents of a library by Hamming distance between the prompt's
   K-bit text code and the library's image codes (nearest first, ties to the lower index).
-* **generate**: the predicted bits: argmax (``temperature == 0``), or sampled per bit from
-  ``Bernoulli(sigmoid(logit / temperature))`` with a seed.
+* **generate**: with a cell prior (``TextToLatentConfig.prior_layers`` > 0), a latent drawn from
+  it cell by cell (``prior.py``): each cell's most likely value given the cells before it
+  (``temperature == 0``), or sampled from softmax(logits / temperature) with a seed. Without one,
+  the predicted bits: argmax, or sampled per bit from ``Bernoulli(sigmoid(logit / temperature))``.
 * **refine**: a retrieved latent as the start, moved toward the predicted bits: of the bits where
   the two disagree, the most confident fraction ``strength`` (by ``|logit|``) is flipped, so
   ``strength = 0`` keeps the retrieved latent and ``strength = 1`` gives the prediction.
@@ -29,6 +31,7 @@ from bitlatent.inference.latents import refine_bits  # torch-free, shared with O
 from .encoder import TextEncoder, TextFeatures, validate_prompts
 from .metrics import hamming_distances
 from .model import TextToLatent
+from .prior import sample_prior
 
 __all__ = [
     "MODES",
@@ -38,6 +41,7 @@ __all__ = [
     "image_codes",
     "retrieve",
     "sample_bits",
+    "prior_samples",
     "refine_bits",
     "generate_from_features",
     "generate_latents",
@@ -150,6 +154,22 @@ def sample_bits(bit_logits: np.ndarray, temperature: float = 0.0, seed: int = 0,
     return out
 
 
+def prior_samples(model: TextToLatent, features: TextFeatures, temperature: float = 0.0, seed: int = 0,
+                  samples: int = 1, batch_size: int = 256) -> np.ndarray:
+    """Latents drawn from the model's cell prior -> bits uint8 (n, samples, C, h, w). Sample j's
+    draws come from a generator seeded by (seed, j); at temperature 0 (greedy) all are alike."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if temperature == 0:
+        once = sample_prior(model.prior, features, 0.0, batch_size=batch_size)  # (n, C, h, w)
+        return np.repeat(once[:, None], samples, axis=1)
+    draws = [sample_prior(model.prior, features, temperature, int(seed) * 1_000_003 + j, batch_size)
+             for j in range(samples)]
+    return np.stack(draws, axis=1)
+
+
 def generate_from_features(
     model: TextToLatent,
     features: TextFeatures,
@@ -170,7 +190,10 @@ def generate_from_features(
     pred = predict(model, features, batch_size)
     prompt_index = np.repeat(np.arange(n, dtype=np.int64), samples)
     if mode == "generate":
-        bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
+        if model.prior is not None:
+            bits = prior_samples(model, features, temperature, seed, samples, batch_size)  # (n, S, C, h, w)
+        else:
+            bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
         return Generation(bits.reshape(n * samples, *bits.shape[2:]), prompt_index, None)
     if library is None:
         raise ValueError(f"mode {mode!r} needs a latent library (the image latents to search)")

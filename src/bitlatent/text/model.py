@@ -13,6 +13,9 @@
          the top-scoring hypothesis                               bit logits (B, C, h, w)
       -> mean over queries -> MLP                                 text code logits (B, K)
 
+    optional (``prior_layers`` > 0): ``prior``, an autoregressive prior over the latent's cells
+    (``prior.py``), p(cell t | cells < t, caption): what the ``generate`` mode draws latents from.
+
     image latent bits (B, C, h, w) in {0, 1} -> ±1 -> flatten -> MLP     image code logits (B, K)
 
 With ``hypotheses`` H > 1 the model predicts H whole latents at once (multiple-choice learning):
@@ -44,12 +47,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from bitlatent.core.binary import LatentSpec
 from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 from .encoder import DEFAULT_MAX_LENGTH, ENCODER_NAME
+from .layers import Attention
+from .prior import CellPrior, CellPriorConfig
 
 __all__ = [
     "TextToLatentConfig",
@@ -102,6 +106,11 @@ class TextToLatentConfig:
     """Let the cells attend to each other in every block (global coherence of the prediction)."""
     dropout: float = 0.0
     """Dropout on attention weights and MLP outputs while training."""
+    prior_layers: int = 0
+    """Blocks of the autoregressive cell prior trained beside the per-bit head (``prior.py``; needs
+    ``bits_per_cell`` <= 10); ``generate`` then draws latents from it. 0: no prior."""
+    prior_dropout: float = 0.1
+    """Dropout of the cell prior while training (it overfits small latent sets quickly)."""
     hypotheses: int = 1
     """``H``: whole latents predicted per caption, trained winner-takes-all; the top-scoring one is
     the prediction. 1: a single prediction (trained on every latent: their per-bit average)."""
@@ -122,8 +131,10 @@ class TextToLatentConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"TextToLatentConfig.{name} must be a positive int, got {value!r}")
-        if self.layers < 0 or self.text_layers < 0:
-            raise ValueError("layers and text_layers must be >= 0")
+        if self.layers < 0 or self.text_layers < 0 or self.prior_layers < 0:
+            raise ValueError("layers, text_layers and prior_layers must be >= 0")
+        if self.prior_layers:
+            self.prior_config()  # validates the prior's fields (C <= 10, dropout)
         if self.patch < 1 or self.latent_h % self.patch or self.latent_w % self.patch:
             raise ValueError(f"patch {self.patch} must divide the latent grid {self.latent_h} x {self.latent_w}")
         if self.width % self.heads:
@@ -143,6 +154,13 @@ class TextToLatentConfig:
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
 
+    def prior_config(self) -> CellPriorConfig:
+        """The cell prior's architecture: this model's latent grid, width, heads and token width."""
+        return CellPriorConfig(latent_h=self.latent_h, latent_w=self.latent_w, bits_per_cell=self.bits_per_cell,
+                               image_size=self.image_size, text_dim=self.text_dim, width=self.width, heads=self.heads,
+                               layers=max(self.prior_layers, 1), mlp_ratio=self.mlp_ratio, dropout=self.prior_dropout,
+                               max_length=self.max_length)  # fmt: skip
+
     @classmethod
     def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":
         """A config whose latent fields come from ``spec``; other fields from ``kwargs`` or defaults."""
@@ -161,25 +179,6 @@ class TextToLatentConfig:
 
 
 # ----------------------------------------------------------------------------- blocks
-
-
-class Attention(nn.Module):
-    """Multi-head attention of queries x (B, Q, d) over a context (B, L, d) -> (B, Q, d)."""
-
-    def __init__(self, d: int, heads: int, dropout: float):
-        super().__init__()
-        self.heads = heads
-        self.dropout = dropout
-        self.q = nn.Linear(d, d)
-        self.kv = nn.Linear(d, 2 * d)
-        self.proj = nn.Linear(d, d)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q = self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, Q, d/H)
-        k, v = self.kv(context).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, d/H)
-        attn_mask = mask[:, None, None, :] if mask is not None else None  # (B, 1, 1, L), True = attend
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).flatten(2))  # (B, Q, d)
 
 
 class TokenBlock(nn.Module):
@@ -240,6 +239,7 @@ class TextToLatent(nn.Module):
         self.bit_head = nn.Linear(d, cfg.hypotheses * cfg.bits_per_cell * cfg.patch**2)  # shared by all queries
         self.bit_bias = nn.Parameter(torch.zeros(cfg.bits_per_cell, cfg.latent_h, cfg.latent_w))  # per bit
         self.hypothesis_head = nn.Linear(d, cfg.hypotheses) if cfg.hypotheses > 1 else None
+        self.prior = CellPrior(cfg.prior_config()) if cfg.prior_layers else None
         self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
         n_bits = cfg.bits_per_cell * cfg.num_cells
         self.image_code_head = nn.Sequential(

@@ -8,7 +8,9 @@ token states, and the fitted latent bits of the images they describe, and minimi
 
 With H > 1 hypotheses (``TextToLatentConfig.hypotheses``) the BCE is the winner's (the hypothesis
 closest to the latent, per caption) plus ``loser_weight`` times the mean over all of them (keeps
-every hypothesis in play), and ``choice_weight * CE(hypothesis scores, winner)`` is added.
+every hypothesis in play), and ``choice_weight * CE(hypothesis scores, winner)`` is added. A model
+with a cell prior (``prior_layers`` > 0) adds ``prior_weight * CE(prior, the latent's cells)``,
+teacher-forced; the prior reads the token states on its own, so the terms share no weights.
 
 The contrastive term scores caption i against image j by ``<t_i, v_j> / K``, which for ±1 codes
 is exactly ``1 - 2 * Hamming / K``: with straight-through codes (the default) the forward pass
@@ -119,6 +121,8 @@ class TextTrainConfig:
     """With H > 1 hypotheses: weight of the mean BCE of all hypotheses beside the winner's."""
     choice_weight: float = 0.1
     """With H > 1 hypotheses: weight of the cross-entropy teaching the scores which one wins."""
+    prior_weight: float = 1.0
+    """Weight of the cell prior's cross-entropy (models with ``prior_layers`` > 0)."""
     straight_through_codes: bool = True
     """Compare hard ±1 codes in the contrastive term (forward: the signs, i.e. exactly the Hamming
     similarity; backward: the gradient of tanh). False: compare the relaxed codes tanh(logits)."""
@@ -294,7 +298,7 @@ def train_text_to_latent(
     steps_per_epoch = math.ceil(n / cfg.batch_size) if n else 0
     total = cfg.epochs * steps_per_epoch
     identity = {"kind": "text_to_latent", "train": cfg.to_dict(), "model": mc.to_dict(), "data": _fingerprint(train)}
-    keys = ("step", "epoch", "loss", "bce", "contrastive", "bit_accuracy", "lr", "wall_time")
+    keys = ("step", "epoch", "loss", "bce", "contrastive", "prior_ce", "bit_accuracy", "lr", "wall_time")
     val_keys = ("val_step", "val_bit_accuracy", "val_t2i_recall@1", "val_t2i_recall@5", "val_t2i_recall@10")
     curves: dict[str, list[float]] = {k: [] for k in (*keys, *(val_keys if val is not None else ()))}
     path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
@@ -345,6 +349,8 @@ def train_text_to_latent(
                 cfg.straight_through_codes,
             )
             loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive + cfg.choice_weight * choice
+            prior_ce = model.prior.loss(states, mask, target) if model.prior is not None else loss.new_zeros(())
+            loss = loss + cfg.prior_weight * prior_ce
 
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -356,7 +362,8 @@ def train_text_to_latent(
                 acc = ((bit_logits >= 0) == target.bool()).float().mean().item()
             wall = wall_before + time.perf_counter() - t0
             record = {"step": step + 1, "epoch": epoch, "loss": loss.item(), "bce": bce.item(),
-                      "contrastive": contrastive.item(), "bit_accuracy": acc, "lr": lr, "wall_time": wall}  # fmt: skip
+                      "contrastive": contrastive.item(), "prior_ce": prior_ce.item(), "bit_accuracy": acc, "lr": lr,
+                      "wall_time": wall}  # fmt: skip
             for k, v in record.items():
                 curves[k].append(float(v))
             bar.update(1)

@@ -68,5 +68,5 @@ def train_alignment(
     figure = training_curves({"step": result.curves["step"], "loss": result.curves["loss"],
                               "psnr": result.curves["bit_accuracy"]}, "text-to-latent training")
     figure.axes[1].set(ylabel="bit accuracy", title="batch bit accuracy")
-    records = curve_records(result.curves, ["step", "epoch", "loss", "bce", "contrastive", "bit_accuracy", "lr"])
+    records = curve_records(result.curves, ["step", "epoch", "loss", "bce", "contrastive", "prior_ce", "bit_accuracy", "lr"])
     return result.model, records, figure

@@ -62,7 +62,9 @@ def evaluate_text(
     the shared code space), bit accuracy of predicted latents, and images generated from test
     captions: their attribute accuracy on the synthetic source, and a grid.
 
-    ``generation.attribute_accuracy_*`` is the generate mode (argmax bits); ``generation.by_mode``
+    ``generation.attribute_accuracy_*`` is the generate mode (drawn from the cell prior when the
+    model has one, else from the per-bit predictions, at ``generate_temperature``; ``generation.mode``
+    says which); ``generation.by_mode``
     holds every mode (retrieve and refine search the training splits' latents), and
     ``generation.reconstructed`` the checker on the test images' own fitted latents, decoded: the
     ceiling the decoder sets for any mode."""
@@ -84,14 +86,18 @@ def evaluate_text(
     rows = pairs[pairs["split"] == SPLIT].sort_values("sample_id").iloc[: config.generated_captions]
     features = cache.get(rows["caption"].tolist(), encoder)
     library = training_library(latents, align.train_splits, config.library_images)
+    temperature = {"generate": config.generate_temperature}
     by_mode = {mode: decode_packed(decoder, pack_bits(generate_from_features(
-        text_to_latent, features, mode, library=library).bits)) for mode in MODES}  # fmt: skip
-    generated = by_mode["generate"]  # (n, H, W, 3), argmax bits
+        text_to_latent, features, mode, library=library, temperature=temperature.get(mode, 0.0), seed=0).bits))
+        for mode in MODES}  # fmt: skip
+    generated = by_mode["generate"]  # (n, H, W, 3)
+    source = "cell prior" if text_to_latent.prior is not None else "per-bit predictions"
+    generator = f"{source}, temperature {config.generate_temperature:g}, seed 0"
     own = decode_packed(decoder, pack_bits(test.latent_bits[test.image_index[: len(rows)]]))  # each caption's image
     if rows["attributes"].notna().all() and len(rows):
         synthetic = SyntheticConfig.from_dict(DataConfig.from_dict(data).synthetic)
         metrics["generation"] = {
-            **attribute_scores(rows, generated, synthetic), "mode": "generate (argmax)",
+            **attribute_scores(rows, generated, synthetic), "mode": f"generate ({generator})",
             "by_mode": {mode: attribute_scores(rows, images, synthetic) for mode, images in by_mode.items()},
             # the ceiling the decoder allows: the test images' own fitted latents, decoded
             "reconstructed": attribute_scores(rows, own, synthetic),

@@ -1,0 +1,234 @@
+"""An autoregressive prior over a latent's cells, given a caption: p(cell_t | cells before t, text).
+
+    token states (B, L, 384) from MiniLM, mask (B, L)
+      -> LayerNorm + Linear                                   tokens  (B, L, d)
+    latent bits (B, C, h, w) -> cells in raster order          (B, T = h*w, C) as ±1
+      -> shifted right by one (a learned start vector first), Linear(C, d) + position   (B, T, d)
+      -> N blocks:  x += causal SelfAttention(x)      cell t sees cells < t only
+                    x += CrossAttention(x -> tokens)
+                    x += MLP(x)
+      -> LayerNorm + Linear(d, 2^C)                            cell logits (B, T, 2^C): one class per
+                                                               value of the cell's C bits (bit 0 = MSB)
+
+A cell's C bits are one categorical variable (2^C values, C <= 10), so they are drawn jointly:
+bits drawn one by one could mix two pictures inside a cell. Training is teacher-forced (one pass:
+every cell's distribution given the true cells before it, cross-entropy). Sampling draws the
+cells one after another (``sample``) with a temperature and a seed. Unlike the per-bit predictor of ``model.py``,
+whose logits are the average over every latent a caption allows (which decodes to grey), a
+sample commits to one background and one place for each object, and later cells follow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bitlatent.core.binary import LatentSpec
+
+from .encoder import DEFAULT_MAX_LENGTH
+from .layers import Attention
+
+__all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "sample_prior"]
+
+MAX_BITS_PER_CELL = 10
+
+
+@dataclass
+class CellPriorConfig:
+    """Architecture of the cell prior; the latent fields must match the decoder's spec."""
+
+    latent_h: int = 16
+    """Latent grid height in cells."""
+    latent_w: int = 16
+    """Latent grid width in cells."""
+    bits_per_cell: int = 8
+    """``C``, bits per latent cell."""
+    image_size: int = 64
+    """Side of the image the latent decodes to (only recorded, for ``latent_spec()``)."""
+    text_dim: int = 384
+    """Width of the text encoder's token states (MiniLM: 384)."""
+    width: int = 128
+    """``d``: width of every block."""
+    heads: int = 4
+    """Attention heads; ``width`` must be divisible by it."""
+    layers: int = 3
+    """Blocks of (causal self-attention, cross-attention to the caption, MLP)."""
+    mlp_ratio: int = 4
+    """Hidden width of each block's MLP, as a multiple of ``width``."""
+    dropout: float = 0.1
+    """Dropout on attention weights and MLP outputs while training."""
+    max_length: int = DEFAULT_MAX_LENGTH
+    """Tokens per prompt ([CLS] and [SEP] included)."""
+
+    def __post_init__(self) -> None:
+        for name in ("latent_h", "latent_w", "bits_per_cell", "image_size", "text_dim", "width", "heads",
+                     "layers", "mlp_ratio", "max_length"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"CellPriorConfig.{name} must be a positive int, got {value!r}")
+        if self.bits_per_cell > MAX_BITS_PER_CELL:
+            raise ValueError(f"the cell prior models a cell's bits jointly (2^C values): C must be <= "
+                             f"{MAX_BITS_PER_CELL}, got {self.bits_per_cell}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+
+    @property
+    def num_cells(self) -> int:
+        return self.latent_h * self.latent_w
+
+    def latent_spec(self) -> LatentSpec:
+        return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
+
+    @classmethod
+    def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "CellPriorConfig":
+        return cls(latent_h=spec.h, latent_w=spec.w, bits_per_cell=spec.bits_per_cell, image_size=spec.image_size, **kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CellPriorConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown CellPriorConfig keys: {sorted(unknown)}")
+        return cls(**{k: data[k] for k in known if k in data})
+
+
+def cells_of(bits: torch.Tensor) -> torch.Tensor:
+    """Latent bits (B, C, h, w) -> cells in raster order (B, h*w, C)."""
+    return bits.flatten(2).transpose(1, 2)
+
+
+def grid_of(cells: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Cells in raster order (B, h*w, C) -> the grid (B, C, h, w)."""
+    return cells.transpose(1, 2).unflatten(2, (h, w))
+
+
+def _weights(c: int, device: torch.device) -> torch.Tensor:
+    return 2 ** torch.arange(c - 1, -1, -1, device=device)  # (C,): bit 0 is the most significant
+
+
+def cell_values(cells: torch.Tensor) -> torch.Tensor:
+    """Cells (..., C) in {0, 1} -> their values (...,) int64 in [0, 2^C)."""
+    return (cells.long() * _weights(cells.shape[-1], cells.device)).sum(-1)
+
+
+def cell_bits(values: torch.Tensor, c: int) -> torch.Tensor:
+    """Values (...,) in [0, 2^C) -> cells (..., C) uint8 in {0, 1}."""
+    return ((values[..., None] // _weights(c, values.device)) % 2).to(torch.uint8)
+
+
+class CausalSelfAttention(nn.Module):
+    """(B, T, d) -> (B, T, d); position t attends to positions <= t."""
+
+    def __init__(self, d: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 3 x (B, H, T, d/H)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).flatten(2))  # (B, T, d)
+
+
+class PriorBlock(nn.Module):
+    """Pre-norm residual block: causal self-attention, cross-attention to the caption, MLP."""
+
+    def __init__(self, cfg: CellPriorConfig):
+        super().__init__()
+        d = cfg.width
+        self.norm_self = nn.LayerNorm(d)
+        self.self_attn = CausalSelfAttention(d, cfg.heads, cfg.dropout)
+        self.norm_cross = nn.LayerNorm(d)
+        self.cross = Attention(d, cfg.heads, cfg.dropout)
+        self.norm_mlp = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d), nn.Dropout(cfg.dropout))
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.norm_self(x))  # (B, T, d)
+        x = x + self.cross(self.norm_cross(x), tokens, mask)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class CellPrior(nn.Module):
+    """Token states (B, L, text_dim) + mask (B, L) + latent bits (B, C, h, w) -> teacher-forced cell
+    logits (B, h*w, 2^C): the distribution of cell t depends on the caption and on cells < t only."""
+
+    def __init__(self, config: CellPriorConfig):
+        super().__init__()
+        self.config = cfg = config
+        d = cfg.width
+        self.token_norm = nn.LayerNorm(cfg.text_dim)
+        self.token_proj = nn.Linear(cfg.text_dim, d)
+        self.start = nn.Parameter(torch.randn(d) * 0.02)  # stands in for "the cell before the first"
+        self.cell_in = nn.Linear(cfg.bits_per_cell, d)
+        self.position = nn.Parameter(torch.randn(cfg.num_cells, d) * 0.02)  # (T, d)
+        self.blocks = nn.ModuleList(PriorBlock(cfg) for _ in range(cfg.layers))
+        self.out_norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, 2**cfg.bits_per_cell)
+
+    def encode_text(self, states: torch.Tensor) -> torch.Tensor:
+        return self.token_proj(self.token_norm(states))  # (B, L, d)
+
+    def cell_logits(self, tokens: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Projected tokens (B, L, d), mask (B, L), the first t cells (B, t, C) in {0, 1}, t < T ->
+        logits of the values of cells 0..t (B, t + 1, 2^C)."""
+        b, t = previous.shape[:2]
+        start = self.start.expand(b, 1, -1)  # (B, 1, d)
+        x = torch.cat([start, self.cell_in(previous.float() * 2 - 1)], 1) + self.position[: t + 1]  # (B, t+1, d)
+        for block in self.blocks:
+            x = block(x, tokens, mask.bool())
+        return self.head(self.out_norm(x))  # (B, t+1, 2^C)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        cells = cells_of(bits)  # (B, T, C)
+        return self.cell_logits(self.encode_text(states), mask, cells[:, :-1])  # (B, T, 2^C)
+
+    def loss(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the true cells (nats per cell; / C / ln 2 for bits per bit)."""
+        logits = self(states, mask, bits)  # (B, T, 2^C)
+        return F.cross_entropy(logits.flatten(0, 1), cell_values(cells_of(bits)).flatten())
+
+    @torch.no_grad()
+    def sample(self, states: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw latents cell by cell -> bits uint8 (B, C, h, w). ``temperature`` 0: each cell's most
+        likely value given the cells drawn before it (greedy); > 0: softmax(logits / T), drawn with
+        ``generator`` on the CPU (so a seed gives the same latents on any device)."""
+        cfg = self.config
+        tokens = self.encode_text(states)
+        b = states.shape[0]
+        cells = torch.zeros(b, 0, cfg.bits_per_cell, dtype=torch.uint8, device=states.device)
+        for _ in range(cfg.num_cells):
+            logits = self.cell_logits(tokens, mask, cells)[:, -1].float()  # (B, 2^C): the next cell
+            if temperature <= 0:
+                value = logits.argmax(1)
+            else:
+                probs = torch.softmax(logits / temperature, 1).cpu()
+                value = torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)
+            cells = torch.cat([cells, cell_bits(value, cfg.bits_per_cell)[:, None]], 1)  # (B, t+1, C)
+        return grid_of(cells, cfg.latent_h, cfg.latent_w)
+
+
+def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    """Latents drawn for every caption of ``features`` (``TextFeatures``) -> uint8 (n, C, h, w)."""
+    device = next(prior.parameters()).device
+    was_training = prior.training
+    prior.eval()
+    g = torch.Generator().manual_seed(int(seed))
+    out = []
+    for lo in range(0, len(features), batch_size):
+        states, mask = features.padded(np.arange(lo, min(lo + batch_size, len(features))), device)
+        out.append(prior.sample(states, mask, temperature, g).cpu().numpy())
+    prior.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, *prior.config.latent_spec().shape), np.uint8)
