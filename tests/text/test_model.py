@@ -148,51 +148,6 @@ def test_model_exports_to_onnx_with_dynamic_batch_and_sequence(tmp_path):
     np.testing.assert_allclose(out[1], ref[1].numpy(), atol=1e-4)
 
 
-def test_hypotheses_forward_returns_the_top_scoring_one():
-    model = tiny(hypotheses=3)
-    states, mask = torch.randn(4, 7, 384), torch.ones(4, 7, dtype=torch.bool)
-    with torch.no_grad():
-        every, scores, code = model.hypotheses(states, mask)
-        bit_logits, code_logits = model(states, mask)
-    assert every.shape == (4, 3, 3, 4, 6) and scores.shape == (4, 3)  # (B, H, C, h, w), (B, H)
-    top = scores.argmax(1)
-    for b in range(4):
-        torch.testing.assert_close(bit_logits[b], every[b, top[b]])
-    torch.testing.assert_close(code_logits, code)
-    assert not torch.allclose(every[:, 0], every[:, 1])  # distinct hypotheses from the start
-
-
-def test_one_hypothesis_keeps_the_single_prediction_layout():
-    """H = 1 has no score head and the same head shape as before hypotheses existed (old weights load)."""
-    model = tiny(patch=2)
-    assert model.hypothesis_head is None
-    assert model.bit_head.weight.shape == (3 * 2 * 2, 32)
-    states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
-    with torch.no_grad():
-        every, scores, _ = model.hypotheses(states, mask)
-        bit_logits, _ = model(states, mask)
-    assert scores is None and every.shape[1] == 1
-    torch.testing.assert_close(bit_logits, every[:, 0])
-
-
-def test_hypotheses_export_to_onnx(tmp_path):
-    """The top-hypothesis selection (argmax + gather) is plain graph arithmetic: ONNX matches torch."""
-    pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
-    model = tiny(hypotheses=4)
-    states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence", max=512)
-    torch.onnx.export(model, (states, mask), str(tmp_path / "t2l.onnx"), dynamo=True, opset_version=18,
-                      input_names=["states", "mask"], output_names=["bit_logits", "code_logits"],
-                      dynamic_shapes={"states": {0: batch, 1: seq}, "mask": {0: batch, 1: seq}}, verbose=False)
-    session = ort.InferenceSession(str(tmp_path / "t2l.onnx"), providers=["CPUExecutionProvider"])
-    states5, mask5 = torch.randn(5, 9, 384), torch.ones(5, 9, dtype=torch.bool)
-    out = session.run(None, {"states": states5.numpy(), "mask": mask5.numpy()})
-    with torch.no_grad():
-        ref = model(states5, mask5)
-    np.testing.assert_allclose(out[0], ref[0].numpy(), atol=1e-4)
-
-
 def test_a_cell_prior_is_saved_and_loaded_with_the_model(tmp_path):
     model = tiny(prior_layers=1)
     assert model.prior is not None and model.prior.config.layers == 1 and model.prior.config.width == 32

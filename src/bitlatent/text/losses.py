@@ -1,37 +1,11 @@
-"""The alignment losses (``train.py`` documents how they combine and what was measured).
-
-* ``bit_losses``: BCE of the predicted latent bits, winner-takes-all over H hypotheses.
-* ``code_losses``: symmetric multi-positive InfoNCE between text and image K-bit codes.
-"""
+"""The contrastive loss of the alignment (``train.py`` documents how the terms combine and what
+was measured): symmetric multi-positive InfoNCE between text and image K-bit codes."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["bit_losses", "code_losses"]
-
-
-def bit_losses(
-    all_logits: torch.Tensor, scores: torch.Tensor | None, target: torch.Tensor, loser_weight: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Hypotheses' bit logits (B, H, C, h, w), their scores (B, H) or None, target bits (B, C, h, w)
-    -> (BCE, choice cross-entropy, the top-scoring hypothesis' logits (B, C, h, w)).
-
-    H = 1: the plain BCE and a zero choice loss. H > 1: the winner's BCE (per caption, the closest
-    hypothesis) + ``loser_weight`` * the mean BCE of all, and the cross-entropy of the scores
-    against the winner."""
-    if scores is None:
-        bit_logits = all_logits[:, 0]
-        return F.binary_cross_entropy_with_logits(bit_logits, target.float()), all_logits.new_zeros(()), bit_logits
-    per = F.binary_cross_entropy_with_logits(all_logits, target[:, None].float().expand_as(all_logits),
-                                             reduction="none").flatten(2).mean(2)  # (B, H)
-    winner = per.detach().argmin(1)  # (B,)
-    bce = per.gather(1, winner[:, None]).mean() + loser_weight * per.mean()
-    choice = F.cross_entropy(scores, winner)
-    top = scores.detach().argmax(1)  # (B,)
-    bit_logits = all_logits[torch.arange(len(top), device=top.device), top]  # (B, C, h, w)
-    return bce, choice, bit_logits
+__all__ = ["code_losses"]
 
 
 def code_losses(

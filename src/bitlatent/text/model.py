@@ -7,24 +7,14 @@
       -> N blocks:  cells += CrossAttention(cells -> tokens)      (B, hq*wq, d)
                     cells += SelfAttention(cells)   (optional: cells agree with each other)
                     cells += MLP(cells)
-      -> LayerNorm + Linear(d, H*C*patch*patch) per query
-         -> rearranged onto the grid, + a per-bit bias            H hypotheses' bit logits (B, H, C, h, w)
-      -> mean over queries -> Linear                              hypothesis scores (B, H)   (H > 1)
-         the top-scoring hypothesis                               bit logits (B, C, h, w)
+      -> LayerNorm + Linear(d, C*patch*patch) per query
+         -> rearranged onto the grid, + a per-bit bias            bit logits (B, C, h, w)
       -> mean over queries -> MLP                                 text code logits (B, K)
 
     optional (``prior_layers`` > 0): ``prior``, an autoregressive prior over the latent's cells
     (``prior.py``), p(cell t | cells < t, caption): what the ``generate`` mode draws latents from.
 
     image latent bits (B, C, h, w) in {0, 1} -> ±1 -> flatten -> MLP     image code logits (B, K)
-
-With ``hypotheses`` H > 1 the model predicts H whole latents at once (multiple-choice learning):
-training scores each hypothesis by its BCE against the caption's latent and trains only the
-closest one on it (winner takes all), plus the scores to name the winner. A caption allows many
-pictures (where exactly in the top-left corner, on which background): one prediction fitted to
-all of them is their per-bit average, which decodes to grey; each hypothesis stays one sharp
-picture instead. ``forward`` returns the top-scoring hypothesis, so everything downstream (argmax,
-sampling, refine, ONNX export) sees one latent per caption, as with H = 1.
 
 A code bit is 1 where its logit is >= 0 (as in ``core.binary``). Training (``train.py``) makes the
 text code of a caption and the image code of its image agree, so text -> image retrieval is a
@@ -111,9 +101,6 @@ class TextToLatentConfig:
     ``bits_per_cell`` <= 10); ``generate`` then draws latents from it. 0: no prior."""
     prior_dropout: float = 0.1
     """Dropout of the cell prior while training (it overfits small latent sets quickly)."""
-    hypotheses: int = 1
-    """``H``: whole latents predicted per caption, trained winner-takes-all; the top-scoring one is
-    the prediction. 1: a single prediction (trained on every latent: their per-bit average)."""
     code_bits: int = 64
     """``K``: bits of the shared text / image code used for Hamming retrieval."""
     image_code_hidden: int = 512
@@ -127,7 +114,7 @@ class TextToLatentConfig:
 
     def __post_init__(self) -> None:
         for name in ("latent_h", "latent_w", "bits_per_cell", "image_size", "text_dim", "width", "heads",
-                     "mlp_ratio", "hypotheses", "code_bits", "image_code_hidden", "max_length"):  # fmt: skip
+                     "mlp_ratio", "code_bits", "image_code_hidden", "max_length"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"TextToLatentConfig.{name} must be a positive int, got {value!r}")
@@ -236,9 +223,8 @@ class TextToLatent(nn.Module):
         self.cell_queries = nn.Parameter(torch.randn(hq * wq, d) * 0.02)  # (hq*wq, d), one per patch
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(d)
-        self.bit_head = nn.Linear(d, cfg.hypotheses * cfg.bits_per_cell * cfg.patch**2)  # shared by all queries
+        self.bit_head = nn.Linear(d, cfg.bits_per_cell * cfg.patch**2)  # shared by all queries
         self.bit_bias = nn.Parameter(torch.zeros(cfg.bits_per_cell, cfg.latent_h, cfg.latent_w))  # per bit
-        self.hypothesis_head = nn.Linear(d, cfg.hypotheses) if cfg.hypotheses > 1 else None
         self.prior = CellPrior(cfg.prior_config()) if cfg.prior_layers else None
         self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
         n_bits = cfg.bits_per_cell * cfg.num_cells
@@ -248,17 +234,6 @@ class TextToLatent(nn.Module):
         )  # fmt: skip
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> bit logits of the top-scoring hypothesis (B, C, h, w), text code logits (B, K)."""
-        bit_logits, scores, code_logits = self.hypotheses(states, mask)  # (B, H, C, h, w), (B, H), (B, K)
-        if scores is None:
-            return bit_logits[:, 0], code_logits
-        top = scores.argmax(1)  # (B,)
-        index = top[:, None, None, None, None].expand(-1, 1, *bit_logits.shape[2:])  # (B, 1, C, h, w)
-        return bit_logits.gather(1, index)[:, 0], code_logits
-
-    def hypotheses(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """-> every hypothesis' bit logits (B, H, C, h, w), their scores (B, H) (None when H = 1),
-        text code logits (B, K)."""
         cfg = self.config
         mask = mask.bool()  # (B, L)
         tokens = self.token_proj(self.token_norm(states))  # (B, L, d)
@@ -270,14 +245,12 @@ class TextToLatent(nn.Module):
         cells = self.out_norm(cells)
         hq, wq = cfg.query_grid
         p = cfg.patch
-        logits = self.bit_head(cells)  # (B, hq*wq, H*C*p*p)
-        logits = logits.unflatten(1, (hq, wq)).unflatten(3, (cfg.hypotheses, cfg.bits_per_cell, p, p))  # (B, hq, wq, H, C, p, p)
-        logits = logits.permute(0, 3, 4, 1, 5, 2, 6).flatten(5, 6).flatten(3, 4)  # (B, H, C, hq*p, wq*p) = (B, H, C, h, w)
-        bit_logits = logits + self.bit_bias  # (B, H, C, h, w)
-        pooled = cells.mean(1)  # (B, d)
-        scores = self.hypothesis_head(pooled) if self.hypothesis_head is not None else None  # (B, H)
-        code_logits = self.text_code_head(pooled)  # (B, K)
-        return bit_logits, scores, code_logits
+        logits = self.bit_head(cells)  # (B, hq*wq, C*p*p)
+        logits = logits.unflatten(1, (hq, wq)).unflatten(3, (cfg.bits_per_cell, p, p))  # (B, hq, wq, C, p, p)
+        logits = logits.permute(0, 3, 1, 4, 2, 5).flatten(4, 5).flatten(2, 3)  # (B, C, hq*p, wq*p) = (B, C, h, w)
+        bit_logits = logits + self.bit_bias  # (B, C, h, w)
+        code_logits = self.text_code_head(cells.mean(1))  # (B, K)
+        return bit_logits, code_logits
 
     def image_code_logits(self, bits: torch.Tensor) -> torch.Tensor:
         """Image latent bits (B, C, h, w) in {0, 1} (any dtype) -> image code logits (B, K)."""
