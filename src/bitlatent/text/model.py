@@ -144,9 +144,9 @@ class TextToLatentConfig:
     def prior_config(self) -> CellPriorConfig:
         """The cell prior's architecture: this model's latent grid, width, heads and token width."""
         return CellPriorConfig(latent_h=self.latent_h, latent_w=self.latent_w, bits_per_cell=self.bits_per_cell,
-                               image_size=self.image_size, text_dim=self.text_dim, width=self.width, heads=self.heads,
-                               layers=max(self.prior_layers, 1), mlp_ratio=self.mlp_ratio, dropout=self.prior_dropout,
-                               max_length=self.max_length)  # fmt: skip
+                               text_dim=self.text_dim, width=self.width, heads=self.heads,
+                               layers=max(self.prior_layers, 1), mlp_ratio=self.mlp_ratio,
+                               dropout=self.prior_dropout)  # fmt: skip
 
     @classmethod
     def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":

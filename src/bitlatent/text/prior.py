@@ -20,17 +20,13 @@ sample commits to one background and one place for each object, and later cells 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitlatent.core.binary import LatentSpec
-
-from .encoder import DEFAULT_MAX_LENGTH
 from .layers import Attention
 
 __all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "sample_prior"]
@@ -40,7 +36,8 @@ MAX_BITS_PER_CELL = 10
 
 @dataclass
 class CellPriorConfig:
-    """Architecture of the cell prior; the latent fields must match the decoder's spec."""
+    """Architecture of the cell prior; ``TextToLatentConfig.prior_config()`` makes it (the latent
+    fields must match the decoder's spec)."""
 
     latent_h: int = 16
     """Latent grid height in cells."""
@@ -48,8 +45,6 @@ class CellPriorConfig:
     """Latent grid width in cells."""
     bits_per_cell: int = 8
     """``C``, bits per latent cell."""
-    image_size: int = 64
-    """Side of the image the latent decodes to (only recorded, for ``latent_spec()``)."""
     text_dim: int = 384
     """Width of the text encoder's token states (MiniLM: 384)."""
     width: int = 128
@@ -62,12 +57,9 @@ class CellPriorConfig:
     """Hidden width of each block's MLP, as a multiple of ``width``."""
     dropout: float = 0.1
     """Dropout on attention weights and MLP outputs while training."""
-    max_length: int = DEFAULT_MAX_LENGTH
-    """Tokens per prompt ([CLS] and [SEP] included)."""
 
     def __post_init__(self) -> None:
-        for name in ("latent_h", "latent_w", "bits_per_cell", "image_size", "text_dim", "width", "heads",
-                     "layers", "mlp_ratio", "max_length"):  # fmt: skip
+        for name in ("latent_h", "latent_w", "bits_per_cell", "text_dim", "width", "heads", "layers", "mlp_ratio"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"CellPriorConfig.{name} must be a positive int, got {value!r}")
@@ -82,24 +74,6 @@ class CellPriorConfig:
     @property
     def num_cells(self) -> int:
         return self.latent_h * self.latent_w
-
-    def latent_spec(self) -> LatentSpec:
-        return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
-
-    @classmethod
-    def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "CellPriorConfig":
-        return cls(latent_h=spec.h, latent_w=spec.w, bits_per_cell=spec.bits_per_cell, image_size=spec.image_size, **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CellPriorConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown CellPriorConfig keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
 
 
 def cells_of(bits: torch.Tensor) -> torch.Tensor:
@@ -231,4 +205,5 @@ def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int
         states, mask = features.padded(np.arange(lo, min(lo + batch_size, len(features))), device)
         out.append(prior.sample(states, mask, temperature, g).cpu().numpy())
     prior.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, *prior.config.latent_spec().shape), np.uint8)
+    cfg = prior.config
+    return np.concatenate(out) if out else np.zeros((0, cfg.bits_per_cell, cfg.latent_h, cfg.latent_w), np.uint8)
