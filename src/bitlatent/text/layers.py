@@ -1,4 +1,4 @@
-"""Attention shared by the text-to-latent model (``model.py``) and the cell prior (``prior.py``)."""
+"""Layers shared by the text-to-latent model (``model.py``) and the cell prior (``prior.py``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Attention"]
+__all__ = ["Attention", "mlp"]
 
 
 class Attention(nn.Module):
@@ -26,3 +26,8 @@ class Attention(nn.Module):
         attn_mask = mask[:, None, None, :] if mask is not None else None  # (B, 1, 1, L), True = attend
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, Q, d)
+
+
+def mlp(d: int, ratio: int, dropout: float) -> nn.Sequential:
+    """(..., d) -> (..., d): Linear to ``ratio * d``, GELU, Linear back, dropout."""
+    return nn.Sequential(nn.Linear(d, ratio * d), nn.GELU(), nn.Linear(ratio * d, d), nn.Dropout(dropout))

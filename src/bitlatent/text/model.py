@@ -42,7 +42,7 @@ from bitlatent.core.binary import LatentSpec
 from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 from .encoder import DEFAULT_MAX_LENGTH, ENCODER_NAME
-from .layers import Attention
+from .layers import Attention, mlp
 from .prior import CellPrior, CellPriorConfig
 
 __all__ = [
@@ -177,7 +177,7 @@ class TokenBlock(nn.Module):
         self.norm_attn = nn.LayerNorm(d)
         self.attn = Attention(d, cfg.heads, cfg.dropout)
         self.norm_mlp = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d), nn.Dropout(cfg.dropout))
+        self.mlp = mlp(d, cfg.mlp_ratio, cfg.dropout)
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         t = self.norm_attn(tokens)
@@ -196,7 +196,7 @@ class Block(nn.Module):
         self.norm_self = nn.LayerNorm(d) if cfg.cell_self_attention else None
         self.self_attn = Attention(d, cfg.heads, cfg.dropout) if cfg.cell_self_attention else None
         self.norm_mlp = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d), nn.Dropout(cfg.dropout))
+        self.mlp = mlp(d, cfg.mlp_ratio, cfg.dropout)
 
     def forward(self, cells: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         cells = cells + self.cross(self.norm_cross(cells), tokens, mask)  # (B, h*w, d)

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Attention
+from .layers import Attention, mlp
 
 __all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "sample_prior"]
 
@@ -126,7 +126,7 @@ class PriorBlock(nn.Module):
         self.norm_cross = nn.LayerNorm(d)
         self.cross = Attention(d, cfg.heads, cfg.dropout)
         self.norm_mlp = nn.LayerNorm(d)
-        self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d), nn.Dropout(cfg.dropout))
+        self.mlp = mlp(d, cfg.mlp_ratio, cfg.dropout)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.self_attn(self.norm_self(x))  # (B, T, d)
