@@ -11,7 +11,8 @@
    at torch's default count (the same count on both sides, set once per block, never toggled
    between calls); the headline ratio is torch's best against ORT's best. The decoder also runs
    in torch channels-last and, at batch 64, through ``OnnxGenerator.decode`` (chunks) beside torch
-   in the same chunks, for context.
+   in the same chunks, for context; on CPU the bundle's int8 decoder runs beside them (the default
+   of ``OnnxGenerator`` on CPU; its distance from fp32 is in the bundle's parity report).
 2. text -> PNG end to end (``OnnxGenerator.generate_png``, one prompt per call): p50 / p99.
 3. the real server (``python -m bitlatent.serving``, a subprocess on 127.0.0.1): 16 concurrent
    tritonclient.http clients, a bounded number of one-prompt requests: throughput, p50 / p99,
@@ -163,10 +164,11 @@ def side_by_side(make_runs, thread_counts: tuple[int, ...], repeats: int, warmup
         "speedup_same_threads": {str(t): out[f"threads_{t}"]["speedup"] for t in thread_counts},
         "repeats": per_round * rounds, "thread_counts": list(thread_counts),
     })  # fmt: skip
-    if all("ort_decode" in med[t] for t in thread_counts):
-        best_decode = min(thread_counts, key=lambda t: med[t]["ort_decode"])
-        out.update({"ort_decode_median_ms": ms(med[best_decode]["ort_decode"]), "ort_decode_threads": best_decode,
-                    "speedup_decode_path": round(med[best_torch]["torch"] / med[best_decode]["ort_decode"], 2)})  # fmt: skip
+    for variant, key in (("ort_decode", "speedup_decode_path"), ("ort_int8", "speedup_int8")):
+        if all(variant in med[t] for t in thread_counts):
+            best = min(thread_counts, key=lambda t: med[t][variant])
+            out.update({f"{variant}_median_ms": ms(med[best][variant]), f"{variant}_threads": best,
+                        key: round(med[best_torch]["torch"] / med[best][variant], 2)})  # fmt: skip
     return out
 
 
@@ -179,7 +181,8 @@ def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu
     context: ``torch_channels_last`` (the same module in channels-last memory format, a layout
     torch's oneDNN convolutions prefer) and, at batch 64, ``ort_decode`` = ``OnnxGenerator.decode``
     (the serving path: chunks of ``decode_batch`` latents) and ``torch_chunked`` (torch eager in
-    chunks of the same size, which helps it too)."""
+    chunks of the same size, which helps it too), and on CPU ``ort_int8`` = the bundle's int8 decoder
+    (``decoder.int8.onnx``, what ``OnnxGenerator`` runs on CPU by default)."""
     import torch
 
     from bitlatent.core.binary import bits_to_signs
@@ -190,6 +193,8 @@ def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu
     default_threads = torch.get_num_threads()
     thread_counts = (default_threads,) if device == "cuda" else tuple(sorted({1, default_threads}))
     generators = {t: OnnxGenerator(bundle, device=device, precision="fp32", threads=t, verify=False) for t in thread_counts}
+    int8 = {t: OnnxGenerator(bundle, device=device, precision="int8", threads=t, verify=False).decoder_session
+            for t in thread_counts} if device == "cpu" and "decoder_int8" in generators[thread_counts[0]].manifest["models"] else {}  # fmt: skip
     chunk = generators[thread_counts[0]].decode_batch
     encoder = load_text_encoder(device)
     pipeline = TextToLatentPipeline(encoder.model, head.to(device)).eval()
@@ -222,6 +227,8 @@ def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu
             session = generators[t].decoder_session
             runs = {"torch": run_torch, "ort": lambda: session.run(["image"], {"bits": bits}),
                     "torch_channels_last": run_torch_cl}  # fmt: skip
+            if int8:
+                runs["ort_int8"] = lambda: int8[t].run(["image"], {"bits": bits})
             if batch > chunk:
                 runs.update(torch_chunked=run_torch_chunked, ort_decode=lambda: generators[t].decode(bits))
             return runs
@@ -407,6 +414,7 @@ def main() -> None:
                     "decoder_2x": min(models["decoder"]["batch_1"]["speedup"], models["decoder"]["batch_64"]["speedup"]) >= 2.0,
                     "decoder_speedup_same_threads": {b: models["decoder"][f"batch_{b}"]["speedup_same_threads"] for b in (1, 64)},
                     "decoder_speedup_decode_path_batch_64": models["decoder"]["batch_64"].get("speedup_decode_path"),
+                    "decoder_int8_speedup": {b: models["decoder"][f"batch_{b}"].get("speedup_int8") for b in (1, 64)},
                     "text_to_png_p50_under_50ms": png["p50_ms"] < 50.0},
     }  # fmt: skip
     print(f"wrote {write_result(result_name('inference', args.device), payload)}")

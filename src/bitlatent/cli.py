@@ -159,9 +159,12 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
 @click.option("--library", multiple=True, default=DEFAULT_LIBRARY, show_default=True,
               help="Latent folders retrieve/refine search (--torch only; the ONNX bundle carries its own).")
 @click.option("--bundle", default=DEFAULT_BUNDLE, show_default=True, help="ONNX export (the `export` pipeline).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
+              help="ONNX models: auto = fp16 on CUDA, the int8 decoder on CPU (when the bundle has them); "
+                   "fp32 = the graphs that match torch.")
 @click.option("--torch", "use_torch", is_flag=True, help="Run the PyTorch models instead of the ONNX bundle.")
 def generate(prompts, output, mode, samples, temperature, strength, seed, scale, decoder_dir, text_model, library,
-             bundle, use_torch):
+             bundle, precision, use_torch):
     """Text to image: one PNG, or a grid (a row per prompt, a column per sample).
 
     Runs the ONNX export with onnxruntime by default; --torch runs the PyTorch models.
@@ -188,8 +191,9 @@ def generate(prompts, output, mode, samples, temperature, strength, seed, scale,
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                images = OnnxGenerator(bundle).generate(prompts, mode, temperature=temperature or 0.0, seed=seed,
-                                                        samples=samples, strength=strength)
+                generator = OnnxGenerator(bundle, precision=precision)
+                images = generator.generate(prompts, mode, temperature=temperature or 0.0, seed=seed,
+                                            samples=samples, strength=strength)
             except ValueError as error:
                 raise click.ClickException(str(error)) from error
         for warning in caught:

@@ -14,7 +14,7 @@ import torch
 
 from bitlatent.core.binary import bits_to_signs
 from bitlatent.export import ParityError
-from bitlatent.export.parity import ParityResult, decoder_parity, random_token_batch
+from bitlatent.export.parity import ParityResult, decoder_parity, decoder_psnr_parity, random_token_batch
 from bitlatent.inference.bundle import (
     BundleError,
     MANIFEST_FILE,
@@ -24,8 +24,8 @@ from bitlatent.inference.bundle import (
 )
 from tests.export.tiny import LIBRARY_SIZE, MAX_PROMPT_TOKENS
 
-EXPECTED_FILES = {"decoder.onnx", "decoder.fp16.onnx", "text_to_latent.onnx", "text_to_latent.fp16.onnx",
-                  "tokenizer.json", "library.npz"}  # fmt: skip
+EXPECTED_FILES = {"decoder.onnx", "decoder.fp16.onnx", "decoder.int8.onnx", "text_to_latent.onnx",
+                  "text_to_latent.fp16.onnx", "tokenizer.json", "library.npz"}  # fmt: skip
 
 
 def session(path):
@@ -91,8 +91,22 @@ def test_export_report_is_written(tiny):
     assert report["library_size"] == LIBRARY_SIZE
     assert report["parity"]["decoder"]["max_abs_image"] <= 1e-4
     assert report["parity"]["text_to_latent"]["bit_agreement"] >= 0.999
-    assert set(report["models"]) == {"decoder", "decoder_fp16", "text_to_latent", "text_to_latent_fp16"}
+    assert set(report["models"]) == {"decoder", "decoder_fp16", "decoder_int8", "text_to_latent", "text_to_latent_fp16"}
+    int8 = report["parity"]["decoder_int8"]
+    assert int8["passed"] and int8["psnr_db"] >= int8["min_psnr_db"] == 35.0
+    assert int8["calibration_source"] == "library" and int8["calibration_latents"] == LIBRARY_SIZE // 2
 
+
+def test_int8_decoder_keeps_inputs_and_outputs_and_runs_its_convolutions_in_int8(tiny):
+    manifest = read_manifest(tiny.bundle)
+    full, int8 = manifest["models"]["decoder"], manifest["models"]["decoder_int8"]
+    assert (full["inputs"], full["outputs"]) == (int8["inputs"], int8["outputs"]) and int8["precision"] == "int8"
+    model = onnx.load(str(tiny.bundle / int8["file"]))
+    ops = [n.op_type for n in model.graph.node]
+    convs = ops.count("Conv") + ops.count("ConvTranspose")
+    int8_weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_weights) == convs - 1, "every convolution but the head has int8 weights"
+    assert ops.count("QuantizeLinear") >= convs - 1 and ops.count("DequantizeLinear") >= 2 * (convs - 1)
 
 # ----------------------------------------------------------------------------- parity on fresh inputs
 
@@ -133,6 +147,19 @@ def test_fp16_models_stay_close_to_fp32(tiny):
     full = session(tiny.bundle / "decoder.onnx").run(["image_float"], {"bits": bits})[0]
     half = session(tiny.bundle / "decoder.fp16.onnx").run(["image_float"], {"bits": bits})[0]
     assert half.dtype == np.float32 and np.abs(full - half).max() < 0.02
+
+
+def test_int8_decoder_stays_close_to_torch_on_fresh_latents(tiny):
+    from bitlatent.export.onnx_export import DecoderForExport
+
+    bits = np.random.default_rng(8).integers(0, 2, size=(64, 4, 4, 4), dtype=np.uint8)
+    wrapper = DecoderForExport(tiny.decoder).eval()
+    close = decoder_psnr_parity(wrapper, tiny.bundle / "decoder.int8.onnx", bits, min_psnr=30.0)
+    assert close.passed and 30.0 <= close.metrics["psnr_db"] < 80.0, close.message  # close, but not the fp32 graph
+    exact = decoder_psnr_parity(wrapper, tiny.bundle / "decoder.onnx", bits, min_psnr=80.0)
+    assert exact.passed, exact.message
+    strict = decoder_psnr_parity(wrapper, tiny.bundle / "decoder.int8.onnx", bits, min_psnr=close.metrics["psnr_db"] + 1)
+    assert not strict.passed and "<" in strict.message
 
 
 def test_a_model_that_differs_from_its_export_fails_parity(tiny, tmp_path):

@@ -30,6 +30,7 @@ from bitlatent.inference.bundle import (
     BUNDLE_VERSION,
     DECODER_FILE,
     DECODER_FP16_FILE,
+    DECODER_INT8_FILE,
     LIBRARY_FILE,
     MANIFEST_FILE,
     TEXT_FILE,
@@ -41,7 +42,8 @@ from bitlatent.inference.bundle import (
 
 from .config import ExportConfig
 from .onnx_export import DecoderForExport, TextForExport, convert_fp16, export_decoder, export_text_model, graph_io
-from .parity import ParityError, ParityResult, decoder_parity, text_parity, tokenizer_parity
+from .parity import ParityError, ParityResult, decoder_parity, decoder_psnr_parity, text_parity, tokenizer_parity
+from .quantize import quantize_decoder_int8
 
 __all__ = ["TextModelParts", "LatentLibraryInput", "export_bundle", "commit_bundle", "staging_dir"]
 
@@ -115,6 +117,24 @@ def _write_library(path: Path, library: LatentLibraryInput, spec: LatentSpec, he
             "bytes_per_latent": spec.bytes_per_image, "codes_bit_order": "big"}  # fmt: skip
 
 
+def _int8_latents(library: LatentLibraryInput | None, spec: LatentSpec, items: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:  # fmt: skip
+    """(calibration, check, source): uint8 (M, C, h, w) latents to set the int8 ranges with and
+    others to check the result on. Library latents when there are at least two (the check takes
+    the last half, at most 256), random bits otherwise."""
+    from bitlatent.core.binary import unpack_bits
+
+    n = 0 if library is None else len(library.packed)
+    if n >= 2:
+        n_check = min(256, n // 2)
+        n_calib = min(items, n - n_check)
+        bits = unpack_bits(np.concatenate([library.packed[:n_calib], library.packed[n - n_check:]]), spec)
+        return bits[:n_calib].astype(np.uint8), bits[n_calib:].astype(np.uint8), "library"
+    shape = (spec.bits_per_cell, spec.h, spec.w)
+    return (rng.integers(0, 2, size=(items, *shape), dtype=np.uint8),
+            rng.integers(0, 2, size=(64, *shape), dtype=np.uint8), "random bits")  # fmt: skip
+
+
 def _judge(results: list[ParityResult]) -> None:
     for r in results:
         (log.info if r.passed else log.error)(r.message)
@@ -127,8 +147,8 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
                   config: ExportConfig | None = None, library: LatentLibraryInput | None = None) -> dict[str, Any]:  # fmt: skip
     """Export everything into ``out_dir`` (empty or absent) and return the manifest.
 
-    Raises ``ParityError`` when the fp32 graphs (or the fp16 ones, at their looser tolerances)
-    disagree with torch, or the tokenizer copy tokenises differently; ``ValueError`` when the
+    Raises ``ParityError`` when the fp32 graphs (or the fp16 ones, at their looser tolerances, or
+    the int8 decoder, under its PSNR floor) disagree with torch, or the tokenizer copy tokenises differently; ``ValueError`` when the
     decoder and the text model do not share a latent spec.
     """
     config = config or ExportConfig()
@@ -182,6 +202,17 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
         models.update(decoder_fp16=DECODER_FP16_FILE, text_to_latent_fp16=TEXT_FP16_FILE)
         timings["fp16_s"] = time.perf_counter() - start
 
+    if config.int8:
+        start = time.perf_counter()
+        calibration, check, source = _int8_latents(library, spec, config.int8_calibration_items, rng)
+        quantize_decoder_int8(out / DECODER_FILE, out / DECODER_INT8_FILE, calibration)
+        result = decoder_psnr_parity(decoder_wrapper, out / DECODER_INT8_FILE, check, config.int8_min_psnr)
+        result.metrics.update(calibration_latents=int(len(calibration)), calibration_source=source)
+        _judge([result])
+        results.append(result)
+        models["decoder_int8"] = DECODER_INT8_FILE
+        timings["int8_s"] = time.perf_counter() - start
+
     library_entry = None
     if library is not None and len(library.packed):
         library_entry = _write_library(out / LIBRARY_FILE, library, spec, head)
@@ -199,7 +230,7 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
         "max_prompt_tokens": max_length,
         "tokenizer": {"file": TOKENIZER_FILE, **special, "padding": "right, to the longest prompt",
                       "truncation": "first max_prompt_tokens - 1 tokens, then [SEP]"},  # fmt: skip
-        "models": {name: {"file": file, "precision": "fp16" if name.endswith("_fp16") else "fp32",
+        "models": {name: {"file": file, "precision": name.rsplit("_", 1)[1] if name.endswith(("_fp16", "_int8")) else "fp32",
                           "opset": config.opset, **graph_io(out / file)}
                    for name, file in models.items()},  # fmt: skip
         "library": library_entry,

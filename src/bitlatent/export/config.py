@@ -21,6 +21,14 @@ class ExportConfig:
     fp16: bool = True
     """Also write ``decoder.fp16.onnx`` and ``text_to_latent.fp16.onnx`` (float16 weights and
     compute, float32/uint8/int64 inputs and outputs) for GPUs."""
+    int8: bool = True
+    """Also write ``decoder.int8.onnx`` for CPUs: convolutions in int8, calibrated on library latents
+    (``bitlatent.export.quantize``); ``OnnxGenerator`` uses it on CPU unless asked for fp32."""
+    int8_calibration_items: int = 256
+    """Library latents (random bits without a library) that set the int8 activation ranges."""
+    int8_min_psnr: float = 35.0
+    """Smallest allowed PSNR (dB) of the int8 decoder's images against torch, on latents it was not
+    calibrated on; under it the export fails (the default trained decoder reaches ~43 dB)."""
     parity_batch: int = 8
     """Random latents (decoder) and random prompts (text model) per parity check; the decoder is
     also checked at batch 1, the text model at two batch sizes and sequence lengths."""
@@ -50,6 +58,8 @@ class ExportConfig:
             raise ValueError("bit agreements must be in (0, 1]")
         if self.image_tolerance <= 0 or self.fp16_image_tolerance <= 0:
             raise ValueError("image tolerances must be > 0")
+        if self.int8_calibration_items < 1:
+            raise ValueError("int8_calibration_items must be >= 1")
         self.library_splits = list(self.library_splits or [])
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 * decoder: random bits at batch 1 and ``parity_batch``; max |ONNX - torch| of the float images
   must be <= ``image_tolerance`` (uint8 pixels may differ by 1 where a value sits on a rounding
   boundary; reported, not judged).
+* int8 decoder: PSNR of its float images against torch's over latents it was not calibrated on
+  must be >= ``min_psnr`` dB (quantisation error is noise-like: a PSNR says how much it costs).
 * text model: random wordpiece prompts of random lengths, padded, at two batch sizes (and
   sequence lengths unlike the export's example); the fraction of predicted bits, and of text-code
   bits, that agree must be >= ``bit_agreement``; max |logit difference| is reported.
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ParityError", "ParityResult", "decoder_parity", "text_parity", "tokenizer_parity", "PARITY_PROMPTS"]
+__all__ = ["ParityError", "ParityResult", "decoder_parity", "decoder_psnr_parity", "text_parity", "tokenizer_parity", "PARITY_PROMPTS"]
 
 PARITY_PROMPTS = [
     "a small red circle in the top left corner",
@@ -74,6 +76,29 @@ def decoder_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.ran
                f"({'<=' if passed else '>'} {tolerance:g}); uint8 pixels differ by at most {worst_u8}")  # fmt: skip
     return ParityResult(name, {"max_abs_image": worst, "max_abs_uint8": worst_u8, "images": total,
                                "tolerance": tolerance}, passed, message)  # fmt: skip
+
+
+def decoder_psnr_parity(wrapper: torch.nn.Module, path: Path, bits: np.ndarray, min_psnr: float,
+                        name: str = "decoder_int8", batch: int = 64) -> ParityResult:  # fmt: skip
+    """PSNR (dB, peak 1) of the ONNX graph at ``path`` against ``wrapper`` (the ``DecoderForExport``
+    it approximates) over ``bits``, uint8 (M, C, h, w)."""
+    session = _session(path)
+    squared, values, worst_u8 = 0.0, 0, 0
+    for lo in range(0, len(bits), batch):
+        chunk = np.ascontiguousarray(bits[lo : lo + batch])
+        image_u8, image = session.run(["image", "image_float"], {"bits": chunk})
+        with torch.no_grad():
+            ref_u8, ref = wrapper(torch.from_numpy(chunk))
+        squared += float(((image.astype(np.float64) - ref.double().numpy()) ** 2).sum())
+        values += image.size
+        worst_u8 = max(worst_u8, int(np.abs(image_u8.astype(np.int16) - ref_u8.numpy().astype(np.int16)).max()))
+    mse = squared / max(values, 1)
+    psnr = float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
+    passed = psnr >= min_psnr
+    message = (f"{name}: {psnr:.2f} dB PSNR against torch over {len(bits)} latents "
+               f"({'>=' if passed else '<'} {min_psnr:g} dB); uint8 pixels differ by at most {worst_u8}")  # fmt: skip
+    return ParityResult(name, {"psnr_db": psnr, "max_abs_uint8": worst_u8, "images": int(len(bits)),
+                               "min_psnr_db": min_psnr}, passed, message)  # fmt: skip
 
 
 def random_token_batch(rng: np.random.Generator, batch: int, max_length: int, vocab_size: int,

@@ -7,6 +7,7 @@ A bundle is one folder (``data/06_models/onnx/`` by default)::
     text_to_latent.onnx       input_ids, attention_mask int64 (B, L) -> bit_logits, bits, code_bits
     decoder.fp16.onnx         the same graphs in float16 (float32/uint8/int64 inputs and outputs
     text_to_latent.fp16.onnx  unchanged), for GPUs; optional
+    decoder.int8.onnx         the decoder with int8 convolutions, same inputs and outputs, for CPUs; optional
     tokenizer.json            MiniLM's tokenizer (the `tokenizers` library reads it)
     library.npz               optional latent library for retrieve / refine: packed latent bits,
                               packed image codes, image ids
@@ -41,6 +42,7 @@ __all__ = [
     "TEXT_FILE",
     "DECODER_FP16_FILE",
     "TEXT_FP16_FILE",
+    "DECODER_INT8_FILE",
     "TOKENIZER_FILE",
     "LIBRARY_FILE",
     "BundleError",
@@ -58,6 +60,7 @@ DECODER_FILE = "decoder.onnx"
 TEXT_FILE = "text_to_latent.onnx"
 DECODER_FP16_FILE = "decoder.fp16.onnx"
 TEXT_FP16_FILE = "text_to_latent.fp16.onnx"
+DECODER_INT8_FILE = "decoder.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LIBRARY_FILE = "library.npz"
 MAKE_COMMAND = "kedro run --pipelines export"

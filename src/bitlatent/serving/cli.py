@@ -20,7 +20,8 @@ DEFAULT_BUNDLE = "data/06_models/onnx"
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--name", default="bitlatent", show_default=True, help="Model name in /v2/models/<name>/infer.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
+              help="auto: fp16 on CUDA, the int8 decoder on CPU, when the bundle has them; fp32: the graphs that match torch.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--max-batch", type=click.IntRange(1), default=16, show_default=True,
               help="Images per request (prompts x samples); more is a 400.")
