@@ -6,13 +6,14 @@
     python benchmarks/inference.py --device cuda          # the GPU figures (needs onnxruntime-gpu: make EXTRA=gpu)
 
 1. decoder and text model (MiniLM + head), batch 1 and 64: ONNX Runtime (``OnnxGenerator``'s
-   sessions) and torch eager run alternately (A B A B ...: drift on a shared machine hits both),
+   sessions) and torch eager run in alternating blocks (drift on a shared machine hits both),
    ``--repeats`` times each after a warm-up; medians and the ratio torch / ORT, at one thread and
    at torch's default count (the same count on both sides, set once per block, never toggled
    between calls); the headline ratio is torch's best against ORT's best. The decoder also runs
    in torch channels-last and, at batch 64, through ``OnnxGenerator.decode`` (chunks) beside torch
-   in the same chunks, for context; on CPU the bundle's int8 decoder runs beside them (the default
-   of ``OnnxGenerator`` on CPU; its distance from fp32 is in the bundle's parity report).
+   in the same chunks, for context; on CPU the ORT session also runs with spinning threads
+   (``--spin`` of the server) and the bundle's int8 decoder with and without them (its distance
+   from fp32 is in the bundle's parity report).
 2. text -> PNG end to end (``OnnxGenerator.generate_png``, one prompt per call): p50 / p99.
 3. the real server (``python -m bitlatent.serving``, a subprocess on 127.0.0.1): 16 concurrent
    tritonclient.http clients, a bounded number of one-prompt requests: throughput, p50 / p99,
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from typing import Any
 import time
 from pathlib import Path
 
@@ -113,16 +115,20 @@ def models_for(bundle: Path | None):
 # ----------------------------------------------------------------------------- 1. ORT vs torch
 
 
-def side_by_side(make_runs, thread_counts: tuple[int, ...], repeats: int, warmup: int = 3, rounds: int = 2) -> dict:
-    """Median times of torch eager and ONNX Runtime at each thread count, the variants run in turn
-    (A B C A B C ...: drift on a shared machine hits all of them).
+def side_by_side(make_runs, thread_counts: tuple[int, ...], repeats: int, warmup: int = 3, rounds: int = 3) -> dict:
+    """Median times of torch eager and ONNX Runtime at each thread count, each variant timed in its
+    own block of consecutive calls, the blocks in turn (A A A B B B C C C, A A A ...: drift on a
+    shared machine hits all of them).
 
     ``make_runs(threads)`` returns ``{name: callable}``: names starting with "torch" are torch
     calls (run after ``torch.set_num_threads(threads)``), the others ORT sessions made with
     ``intra_op_num_threads=threads``, so both sides always use the same thread count. The count
-    changes only between blocks, each block starts with a warm-up, and blocks alternate
-    (1, 2, 1, 2 ... ``rounds`` times): switching torch's thread count before every call, as an
-    earlier version of this script did, made torch's next call about 2x slower at batch 1.
+    changes only between rounds of blocks, and blocks alternate (1, 2, 1, 2 ... ``rounds`` times):
+    switching torch's thread count before every call, as an earlier version of this script did,
+    made torch's next call about 2x slower at batch 1. Each block starts with ``warmup`` untimed
+    calls. Blocks rather than call-by-call alternation: a runtime whose idle threads spin (torch's
+    OpenMP pool, an ORT session with spinning on) slowed the *other* runtime's next call on two
+    cores (torch at batch 1, 2 threads: 4.5 ms alone, 27.6 ms right after a spinning ORT session).
     ``repeats`` timed calls per variant and thread count in all.
 
     Per thread count: every variant's median and p90 and ``speedup`` = torch / ort. Overall:
@@ -138,11 +144,10 @@ def side_by_side(make_runs, thread_counts: tuple[int, ...], repeats: int, warmup
         for _ in range(rounds):
             for t in thread_counts:
                 torch.set_num_threads(t)
-                for _ in range(warmup):
-                    for run in runs[t].values():
+                for name, run in runs[t].items():
+                    for _ in range(warmup):
                         run()
-                for _ in range(per_round):
-                    for name, run in runs[t].items():
+                    for _ in range(per_round):
                         start = time.perf_counter()
                         run()
                         times[t][name].append(time.perf_counter() - start)
@@ -164,7 +169,9 @@ def side_by_side(make_runs, thread_counts: tuple[int, ...], repeats: int, warmup
         "speedup_same_threads": {str(t): out[f"threads_{t}"]["speedup"] for t in thread_counts},
         "repeats": per_round * rounds, "thread_counts": list(thread_counts),
     })  # fmt: skip
-    for variant, key in (("ort_decode", "speedup_decode_path"), ("ort_int8", "speedup_int8")):
+    extras = (("ort_decode", "speedup_decode_path"), ("ort_spin", "speedup_spinning"), ("ort_int8", "speedup_int8"),
+              ("ort_int8_spin", "speedup_int8_spinning"))  # fmt: skip
+    for variant, key in extras:
         if all(variant in med[t] for t in thread_counts):
             best = min(thread_counts, key=lambda t: med[t][variant])
             out.update({f"{variant}_median_ms": ms(med[best][variant]), f"{variant}_threads": best,
@@ -181,8 +188,9 @@ def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu
     context: ``torch_channels_last`` (the same module in channels-last memory format, a layout
     torch's oneDNN convolutions prefer) and, at batch 64, ``ort_decode`` = ``OnnxGenerator.decode``
     (the serving path: chunks of ``decode_batch`` latents) and ``torch_chunked`` (torch eager in
-    chunks of the same size, which helps it too), and on CPU ``ort_int8`` = the bundle's int8 decoder
-    (``decoder.int8.onnx``, what ``OnnxGenerator`` runs on CPU by default)."""
+    chunks of the same size, which helps it too); on CPU also ``ort_spin`` (the same session with
+    spinning threads, ``OnnxGenerator(spinning=True)`` / ``bitlatent serve --spin``), ``ort_int8`` and
+    ``ort_int8_spin`` (the bundle's int8 decoder, ``precision="int8"``)."""
     import torch
 
     from bitlatent.core.binary import bits_to_signs
@@ -193,8 +201,15 @@ def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu
     default_threads = torch.get_num_threads()
     thread_counts = (default_threads,) if device == "cuda" else tuple(sorted({1, default_threads}))
     generators = {t: OnnxGenerator(bundle, device=device, precision="fp32", threads=t, verify=False) for t in thread_counts}
-    int8 = {t: OnnxGenerator(bundle, device=device, precision="int8", threads=t, verify=False).decoder_session
-            for t in thread_counts} if device == "cpu" and "decoder_int8" in generators[thread_counts[0]].manifest["models"] else {}  # fmt: skip
+    extra: dict[str, dict[int, Any]] = {}  # variant -> threads -> decoder session
+    if device == "cpu":
+        has_int8 = "decoder_int8" in generators[thread_counts[0]].manifest["models"]
+        for variant, precision, spinning in (("ort_spin", "fp32", True), ("ort_int8", "int8", False),
+                                             ("ort_int8_spin", "int8", True)):  # fmt: skip
+            if precision == "int8" and not has_int8:
+                continue
+            extra[variant] = {t: OnnxGenerator(bundle, device=device, precision=precision, threads=t, verify=False,
+                                               spinning=spinning).decoder_session for t in thread_counts}  # fmt: skip
     chunk = generators[thread_counts[0]].decode_batch
     encoder = load_text_encoder(device)
     pipeline = TextToLatentPipeline(encoder.model, head.to(device)).eval()
@@ -227,8 +242,8 @@ def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu
             session = generators[t].decoder_session
             runs = {"torch": run_torch, "ort": lambda: session.run(["image"], {"bits": bits}),
                     "torch_channels_last": run_torch_cl}  # fmt: skip
-            if int8:
-                runs["ort_int8"] = lambda: int8[t].run(["image"], {"bits": bits})
+            for variant, sessions in extra.items():
+                runs[variant] = lambda s=sessions[t]: s.run(["image"], {"bits": bits})
             if batch > chunk:
                 runs.update(torch_chunked=run_torch_chunked, ort_decode=lambda: generators[t].decode(bits))
             return runs
@@ -412,6 +427,8 @@ def main() -> None:
         "targets": {"decoder_speedup_batch_1": models["decoder"]["batch_1"]["speedup"],
                     "decoder_speedup_batch_64": models["decoder"]["batch_64"]["speedup"],
                     "decoder_2x": min(models["decoder"]["batch_1"]["speedup"], models["decoder"]["batch_64"]["speedup"]) >= 2.0,
+                    "decoder_speedup_spinning": {b: models["decoder"][f"batch_{b}"].get("speedup_spinning") for b in (1, 64)},
+                    "decoder_2x_spinning": all((models["decoder"][f"batch_{b}"].get("speedup_spinning") or 0) >= 2.0 for b in (1, 64)),
                     "decoder_speedup_same_threads": {b: models["decoder"][f"batch_{b}"]["speedup_same_threads"] for b in (1, 64)},
                     "decoder_speedup_decode_path_batch_64": models["decoder"]["batch_64"].get("speedup_decode_path"),
                     "decoder_int8_speedup": {b: models["decoder"][f"batch_{b}"].get("speedup_int8") for b in (1, 64)},

@@ -238,10 +238,13 @@ def md_inference(res: dict) -> list[str]:
                 lines.append(f"| {model}, ORT via `OnnxGenerator.decode` (chunks of {res['ort_vs_torch'].get('decode_batch', '?')}) | "
                              f"{batch} | best: {r.get('torch_threads', '?')} / {r.get('ort_decode_threads', '?')} | "
                              f"{_f(r['torch_median_ms'], 1)} | {_f(r['ort_decode_median_ms'], 1)} | {_f(r.get('speedup_decode_path'))} |")
-            if "ort_int8_median_ms" in r:
-                lines.append(f"| {model}, int8 (`decoder.int8.onnx`) | {batch} | best: {r.get('torch_threads', '?')} / "
-                             f"{r.get('ort_int8_threads', '?')} | {_f(r['torch_median_ms'], 1)} | "
-                             f"{_f(r['ort_int8_median_ms'], 1)} | **{_f(r.get('speedup_int8'))}** |")
+            for variant, key, label in (("ort_spin", "speedup_spinning", "ORT threads spinning (`--spin`)"),
+                                        ("ort_int8", "speedup_int8", "int8 (`decoder.int8.onnx`)"),
+                                        ("ort_int8_spin", "speedup_int8_spinning", "int8, threads spinning")):
+                if f"{variant}_median_ms" in r:
+                    lines.append(f"| {model}, {label} | {batch} | best: {r.get('torch_threads', '?')} / "
+                                 f"{r.get(f'{variant}_threads', '?')} | {_f(r['torch_median_ms'], 1)} | "
+                                 f"{_f(r[f'{variant}_median_ms'], 1)} | **{_f(r.get(key))}** |")
     png, load = res.get("text_to_png") or {}, res.get("server_load_test") or {}
     if png:
         lines += ["", f"text -> PNG: p50 {_f(png.get('p50_ms'), 1)} ms, p99 {_f(png.get('p99_ms'), 1)} ms "

@@ -144,8 +144,8 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG to write (a grid for several).")
 @click.option("--mode", type=click.Choice(["retrieve", "generate", "refine"]), default="retrieve", show_default=True,
               help="retrieve: the nearest training latent by Hamming distance of the codes (the best images today); "
-                   "generate: a latent drawn from the cell prior (--torch; the ONNX bundle has the predicted bits "
-                   "only); refine: the retrieved latent moved toward the predicted bits.")
+                   "generate: a latent drawn from the cell prior, cell by cell (the predicted bits when the text "
+                   "model has no prior); refine: the retrieved latent moved toward the predicted bits.")
 @click.option("--samples", type=click.IntRange(min=1, max=64), default=1, show_default=True, help="Images per prompt.")
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
               help="0: the most likely latent; above 0: sampled (with --seed), more varied as it grows. "
@@ -160,8 +160,8 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
               help="Latent folders retrieve/refine search (--torch only; the ONNX bundle carries its own).")
 @click.option("--bundle", default=DEFAULT_BUNDLE, show_default=True, help="ONNX export (the `export` pipeline).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto", show_default=True,
-              help="ONNX models: auto = fp16 on CUDA, the int8 decoder on CPU (when the bundle has them); "
-                   "fp32 = the graphs that match torch.")
+              help="ONNX models: auto = fp16 on CUDA when the bundle has it, else fp32 (the graphs that match torch); "
+                   "int8 = the int8 decoder on CPU (faster, ~0.3 dB lower PSNR).")
 @click.option("--torch", "use_torch", is_flag=True, help="Run the PyTorch models instead of the ONNX bundle.")
 def generate(prompts, output, mode, samples, temperature, strength, seed, scale, decoder_dir, text_model, library,
              bundle, precision, use_torch):
@@ -192,7 +192,7 @@ def generate(prompts, output, mode, samples, temperature, strength, seed, scale,
             warnings.simplefilter("always")
             try:
                 generator = OnnxGenerator(bundle, precision=precision)
-                images = generator.generate(prompts, mode, temperature=temperature or 0.0, seed=seed,
+                images = generator.generate(prompts, mode, temperature=temperature, seed=seed,
                                             samples=samples, strength=strength)
             except ValueError as error:
                 raise click.ClickException(str(error)) from error

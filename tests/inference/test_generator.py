@@ -175,6 +175,7 @@ def test_session_options_are_the_measured_ones():
     assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert options.intra_op_num_threads == 1 and options.enable_mem_pattern and options.enable_cpu_mem_arena
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(threads=2, spinning=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
 
 def test_a_tampered_bundle_is_refused(tiny, tmp_path):
@@ -189,22 +190,22 @@ def test_a_tampered_bundle_is_refused(tiny, tmp_path):
         OnnxGenerator(copy)
 
 
-def test_cpu_runs_the_int8_decoder_unless_asked_for_fp32(tiny):
+def test_cpu_runs_fp32_unless_asked_for_the_int8_decoder(tiny):
     auto = OnnxGenerator(tiny.bundle, device="cpu", verify=False)
-    assert auto.precision == "int8"
-    assert auto.describe()["models"] == {"decoder": "decoder.int8.onnx", "text_to_latent": "text_to_latent.onnx"}
-    exact = OnnxGenerator(tiny.bundle, device="cpu", precision="fp32", verify=False)
-    assert exact.describe()["models"] == {"decoder": "decoder.onnx", "text_to_latent": "text_to_latent.onnx"}
+    assert auto.precision == "fp32"
+    assert auto.describe()["models"] == {"decoder": "decoder.onnx", "text_to_latent": "text_to_latent.onnx"}
+    int8 = OnnxGenerator(tiny.bundle, device="cpu", precision="int8", verify=False)
+    assert int8.describe()["models"] == {"decoder": "decoder.int8.onnx", "text_to_latent": "text_to_latent.onnx"}
     half = OnnxGenerator(tiny.bundle, device="cpu", precision="fp16", verify=False)
     assert half.describe()["models"] == {"decoder": "decoder.fp16.onnx", "text_to_latent": "text_to_latent.fp16.onnx"}
     bits = np.random.default_rng(3).integers(0, 2, size=(32, 4, 4, 4), dtype=np.uint8)
-    quantised, full = auto.decode(bits).astype(int), exact.decode(bits).astype(int)
+    quantised, full = int8.decode(bits).astype(int), auto.decode(bits).astype(int)
     assert (quantised != full).any(), "a different graph"
-    assert np.abs(quantised - full).mean() < 2.0  # within a couple of grey levels on average
-    np.testing.assert_array_equal(auto.generate_bits(PROMPTS).bits, exact.generate_bits(PROMPTS).bits)
+    assert np.abs(quantised - full).mean() < 3.0  # within a few grey levels on average
+    np.testing.assert_array_equal(int8.generate_bits(PROMPTS).bits, auto.generate_bits(PROMPTS).bits)
 
 
-def test_a_bundle_without_an_int8_decoder_runs_fp32_and_says_so_when_asked(tiny, tmp_path):
+def test_a_bundle_without_an_int8_decoder_says_so_when_asked(tiny, tmp_path):
     import json
     import shutil
 
@@ -216,12 +217,12 @@ def test_a_bundle_without_an_int8_decoder_runs_fp32_and_says_so_when_asked(tiny,
     del manifest["models"]["decoder_int8"], manifest["files"]["decoder.int8.onnx"]
     (copy / "decoder.int8.onnx").unlink()
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    assert OnnxGenerator(copy, device="cpu").precision == "fp32"
     with pytest.raises(ValueError, match="no int8 decoder"):
         OnnxGenerator(copy, device="cpu", precision="int8")
     with pytest.raises(ValueError, match="for the CPU provider"):
         _precision("int8", {"decoder_int8"}, use_cuda=True, bundle_dir=copy)
     assert _precision("auto", {"decoder_int8", "decoder_fp16", "text_to_latent_fp16"}, True, copy) == "fp16"
+    assert _precision("auto", {"decoder_int8", "decoder_fp16", "text_to_latent_fp16"}, False, copy) == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
         OnnxGenerator(copy, device="cpu", precision="int4")
 

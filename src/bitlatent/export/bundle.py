@@ -33,6 +33,7 @@ from bitlatent.inference.bundle import (
     DECODER_INT8_FILE,
     LIBRARY_FILE,
     MANIFEST_FILE,
+    PRIOR_FILE,
     TEXT_FILE,
     TEXT_FP16_FILE,
     TOKENIZER_FILE,
@@ -41,8 +42,25 @@ from bitlatent.inference.bundle import (
 )
 
 from .config import ExportConfig
-from .onnx_export import DecoderForExport, TextForExport, convert_fp16, export_decoder, export_text_model, graph_io
-from .parity import ParityError, ParityResult, decoder_parity, decoder_psnr_parity, text_parity, tokenizer_parity
+from .onnx_export import (
+    DecoderForExport,
+    PriorForExport,
+    TextForExport,
+    convert_fp16,
+    export_decoder,
+    export_prior,
+    export_text_model,
+    graph_io,
+)
+from .parity import (
+    ParityError,
+    ParityResult,
+    decoder_parity,
+    decoder_psnr_parity,
+    prior_parity,
+    text_parity,
+    tokenizer_parity,
+)
 from .quantize import quantize_decoder_int8
 
 __all__ = ["TextModelParts", "LatentLibraryInput", "export_bundle", "commit_bundle", "staging_dir"]
@@ -173,6 +191,11 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
     start = time.perf_counter()
     export_text_model(text.encoder, head, out / TEXT_FILE, config.opset, special["pad_id"], special["cls_id"], special["sep_id"])
     timings["export_text_s"] = time.perf_counter() - start
+    prior = getattr(head, "prior", None)
+    if prior is not None:
+        start = time.perf_counter()
+        export_prior(prior.eval(), out / PRIOR_FILE, config.opset)
+        timings["export_prior_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     decoder_wrapper, text_wrapper = DecoderForExport(decoder).eval(), TextForExport(text.encoder, head).eval()
@@ -181,12 +204,18 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
     results = [
         tokenizer_parity(out / TOKENIZER_FILE, text.tokenize, max_length),
         decoder_parity(decoder_wrapper, out / DECODER_FILE, config.parity_batch, rng, config.image_tolerance),
-        text_parity(text_wrapper, out / TEXT_FILE, config.parity_batch, rng, config.bit_agreement, **text_args),
+        text_parity(text_wrapper, out / TEXT_FILE, config.parity_batch, rng, config.bit_agreement,
+                    token_tolerance=config.prior_tolerance, **text_args),
     ]
+    if prior is not None:
+        results.append(prior_parity(PriorForExport(prior).eval(), out / PRIOR_FILE, config.parity_batch, rng,
+                                    config.prior_tolerance))  # fmt: skip
     _judge(results)
     timings["parity_s"] = time.perf_counter() - start
 
     models = {"decoder": DECODER_FILE, "text_to_latent": TEXT_FILE}
+    if prior is not None:
+        models["prior"] = PRIOR_FILE
     if config.fp16:
         start = time.perf_counter()
         convert_fp16(out / DECODER_FILE, out / DECODER_FP16_FILE)
@@ -195,7 +224,7 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
             decoder_parity(decoder_wrapper, out / DECODER_FP16_FILE, config.parity_batch, rng,
                            config.fp16_image_tolerance, name="decoder_fp16"),
             text_parity(text_wrapper, out / TEXT_FP16_FILE, config.parity_batch, rng, config.fp16_bit_agreement,
-                        name="text_to_latent_fp16", **text_args),
+                        name="text_to_latent_fp16", token_tolerance=config.fp16_prior_tolerance, **text_args),
         ]  # fmt: skip
         _judge(half)
         results += half

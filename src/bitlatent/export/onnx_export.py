@@ -7,6 +7,9 @@
                            -> bit_logits float32 (batch, C, h, w)
                            -> bits       uint8   (batch, C, h, w)    1 where bit_logits >= 0
                            -> code_bits  uint8   (batch, K)          the text code, for retrieval
+                           -> prior_tokens float32 (batch, sequence, d)  only with a cell prior
+    prior.onnx           prior_tokens, attention_mask, cells uint8 (batch, n, C), 1 <= n <= h*w
+                           -> cell_logits float32 (batch, n, 2^C)    row t: cell t given cells < t
 
 The decoder reads bits, not signs, so the text model's ``bits`` feed it directly (Triton's
 ensemble does exactly that). Both graphs are one file each (weights inside; external data
@@ -44,9 +47,12 @@ __all__ = [
     "DecoderForExport",
     "PixelShuffleAsConvTranspose",
     "TextForExport",
+    "PriorForExport",
     "decoder_for_onnx",
     "export_decoder",
     "export_text_model",
+    "export_prior",
+    "text_outputs",
     "convert_fp16",
     "graph_io",
     "DECODER_INPUTS",
@@ -61,6 +67,8 @@ DECODER_INPUTS = ["bits"]
 DECODER_OUTPUTS = ["image", "image_float"]
 TEXT_INPUTS = ["input_ids", "attention_mask"]
 TEXT_OUTPUTS = ["bit_logits", "bits", "code_bits"]
+PRIOR_INPUTS = ["prior_tokens", "attention_mask", "cells"]
+PRIOR_OUTPUTS = ["cell_logits"]
 _PROTOBUF_LIMIT = 1_800_000_000  # bytes of weights past which external data is used (limit: 2 GiB)
 
 DOCS = {
@@ -71,6 +79,9 @@ DOCS = {
     "attention_mask": "1 on real tokens, 0 on padding",
     "bit_logits": "per-bit logits of the image latent; bit = 1 where logit >= 0",
     "code_bits": "K-bit text code for Hamming retrieval against the library's image codes",
+    "prior_tokens": "the caption's token states as the cell prior reads them (prior.onnx's input)",
+    "cells": "latent cells in raster order, bits in {0, 1}; row t of cell_logits reads cells < t only",
+    "cell_logits": "logits of each cell's 2^C values (bit 0 most significant) given the cells before it",
 }
 
 
@@ -138,7 +149,8 @@ def decoder_for_onnx(decoder: nn.Module, conv_transpose: bool = True) -> nn.Modu
 
 
 class TextForExport(nn.Module):
-    """(input_ids, attention_mask) int64 (B, L) -> bit_logits (B, C, h, w), bits, code_bits (B, K)."""
+    """(input_ids, attention_mask) int64 (B, L) -> bit_logits (B, C, h, w), bits, code_bits (B, K),
+    and, when the head has a cell prior, prior_tokens (B, L, d): the caption as the prior reads it."""
 
     def __init__(self, encoder: nn.Module, head: nn.Module):
         super().__init__()
@@ -148,7 +160,27 @@ class TextForExport(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, 384)
         bit_logits, code_logits = self.head(states.float(), attention_mask)  # (B, C, h, w), (B, K)
-        return bit_logits, (bit_logits >= 0).to(torch.uint8), (code_logits >= 0).to(torch.uint8)
+        out = (bit_logits, (bit_logits >= 0).to(torch.uint8), (code_logits >= 0).to(torch.uint8))
+        if getattr(self.head, "prior", None) is not None:
+            out += (self.head.prior.encode_text(states.float()),)  # (B, L, d)
+        return out
+
+
+def text_outputs(head: nn.Module) -> list[str]:
+    """The text graph's outputs: ``TEXT_OUTPUTS``, plus ``prior_tokens`` when ``head`` has a cell prior."""
+    return TEXT_OUTPUTS + (["prior_tokens"] if getattr(head, "prior", None) is not None else [])
+
+
+class PriorForExport(nn.Module):
+    """prior_tokens float32 (B, L, d), attention_mask int64 (B, L), cells uint8 (B, n, C) ->
+    cell_logits float32 (B, n, 2^C): ``CellPrior.cell_logits``, row t given cells < t."""
+
+    def __init__(self, prior: nn.Module):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, prior_tokens: torch.Tensor, attention_mask: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        return self.prior.cell_logits(prior_tokens, attention_mask, cells)
 
 
 def _weight_bytes(module: nn.Module) -> int:
@@ -248,7 +280,24 @@ def export_text_model(encoder: nn.Module, head: nn.Module, path: str | Path, ops
     batch = torch.export.Dim("batch", min=1, max=65536)
     sequence = torch.export.Dim("sequence", min=2, max=512)
     shapes = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
-    _export(wrapper, (ids, mask), path, TEXT_INPUTS, TEXT_OUTPUTS, shapes, opset)
+    _export(wrapper, (ids, mask), path, TEXT_INPUTS, text_outputs(head), shapes, opset)
+    return path
+
+
+def export_prior(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
+    """Write ``prior.onnx``: prior_tokens, attention_mask (dynamic batch and sequence), cells
+    (dynamic batch and count, 1 to T) -> cell_logits. ``OnnxGenerator`` calls it once per cell."""
+    path = Path(path)
+    cfg = prior.config
+    tokens = torch.randn(2, 5, cfg.width)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.int64)
+    cells = torch.randint(0, 2, (2, min(3, cfg.num_cells), cfg.bits_per_cell), dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    sequence = torch.export.Dim("sequence", min=2, max=512)
+    count = torch.export.Dim("cells", min=1, max=cfg.num_cells)
+    shapes = {"prior_tokens": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence},
+              "cells": {0: batch, 1: count}}  # fmt: skip
+    _export(PriorForExport(prior).eval(), (tokens, mask, cells), path, PRIOR_INPUTS, PRIOR_OUTPUTS, shapes, opset)
     return path
 
 

@@ -8,6 +8,8 @@
 * text model: random wordpiece prompts of random lengths, padded, at two batch sizes (and
   sequence lengths unlike the export's example); the fraction of predicted bits, and of text-code
   bits, that agree must be >= ``bit_agreement``; max |logit difference| is reported.
+* cell prior: random token states and cells at 1, T/2 and T cells; max |cell logit difference|
+  <= ``prior_tolerance`` and the same most likely value for every cell.
 * tokenizer: the bundle's ``tokenizer.json`` read by `tokenizers` gives the same ids as the
   torch path's tokenizer on a set of prompts (long, Unicode, odd spacing).
 """
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ParityError", "ParityResult", "decoder_parity", "decoder_psnr_parity", "text_parity", "tokenizer_parity", "PARITY_PROMPTS"]
+__all__ = ["ParityError", "ParityResult", "decoder_parity", "decoder_psnr_parity", "prior_parity", "text_parity", "tokenizer_parity", "PARITY_PROMPTS"]
 
 PARITY_PROMPTS = [
     "a small red circle in the top left corner",
@@ -118,17 +120,23 @@ def random_token_batch(rng: np.random.Generator, batch: int, max_length: int, vo
 
 def text_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random.Generator, agreement: float,
                 max_length: int, vocab_size: int, pad_id: int, cls_id: int, sep_id: int,
-                name: str = "text_to_latent") -> ParityResult:  # fmt: skip
-    """``wrapper`` is the ``TextForExport`` that was exported to ``path``."""
+                name: str = "text_to_latent", token_tolerance: float = 1e-3) -> ParityResult:  # fmt: skip
+    """``wrapper`` is the ``TextForExport`` that was exported to ``path``; with a cell prior, its
+    ``prior_tokens`` must also agree within ``token_tolerance`` (max abs, real tokens)."""
     session = _session(path)
+    has_prior = "prior_tokens" in [o.name for o in session.get_outputs()]
     agree = total = code_agree = code_total = 0
-    worst = 0.0
+    worst = worst_tokens = 0.0
     cases = [(batch, max_length), (1, max(3, max_length // 3))]
     for b, length in cases:
         ids, mask = random_token_batch(rng, b, length, vocab_size, pad_id, cls_id, sep_id)
-        logits, bits, codes = session.run(["bit_logits", "bits", "code_bits"], {"input_ids": ids, "attention_mask": mask})
+        outputs = ["bit_logits", "bits", "code_bits"] + (["prior_tokens"] if has_prior else [])
+        logits, bits, codes, *tokens = session.run(outputs, {"input_ids": ids, "attention_mask": mask})
         with torch.no_grad():
-            ref_logits, ref_bits, ref_codes = wrapper(torch.from_numpy(ids), torch.from_numpy(mask))
+            ref_logits, ref_bits, ref_codes, *ref_tokens = wrapper(torch.from_numpy(ids), torch.from_numpy(mask))
+        if has_prior:
+            real = mask.astype(bool)  # padded positions are never read by the prior
+            worst_tokens = max(worst_tokens, float(np.abs(tokens[0] - ref_tokens[0].numpy())[real].max()))
         if bits.shape != tuple(ref_bits.shape) or codes.shape != tuple(ref_codes.shape):
             raise ParityError(f"{name}: ONNX shapes {bits.shape}/{codes.shape}, torch {tuple(ref_bits.shape)}/{tuple(ref_codes.shape)}")
         worst = max(worst, float(np.abs(logits.astype(np.float64) - ref_logits.double().numpy()).max()))
@@ -137,11 +145,44 @@ def text_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random
         code_agree += int((codes == ref_codes.numpy()).sum())
         code_total += codes.size
     bit_rate, code_rate = agree / total, code_agree / max(code_total, 1)
-    passed = bit_rate >= agreement and code_rate >= agreement
+    passed = bit_rate >= agreement and code_rate >= agreement and worst_tokens <= token_tolerance
     message = (f"{name}: {bit_rate:.4%} of {total} latent bits and {code_rate:.4%} of {code_total} code bits "
                f"agree with torch (need >= {agreement:.2%}); max |logit difference| = {worst:.3g}")  # fmt: skip
-    return ParityResult(name, {"bit_agreement": bit_rate, "code_agreement": code_rate, "bits": total,
-                               "max_abs_logit": worst, "required": agreement}, passed, message)  # fmt: skip
+    metrics = {"bit_agreement": bit_rate, "code_agreement": code_rate, "bits": total, "max_abs_logit": worst,
+               "required": agreement}  # fmt: skip
+    if has_prior:
+        message += f"; prior_tokens max |difference| = {worst_tokens:.3g} (need <= {token_tolerance:g})"
+        metrics["max_abs_prior_tokens"] = worst_tokens
+    return ParityResult(name, metrics, passed, message)
+
+
+def prior_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random.Generator, tolerance: float,
+                 name: str = "prior") -> ParityResult:  # fmt: skip
+    """``wrapper`` is the ``PriorForExport`` exported to ``path``: random token states, masks and
+    cells at 1, a middle and all T cells; max |cell logit difference| must be <= ``tolerance``, and
+    the most likely value of every cell must agree."""
+    session = _session(path)
+    cfg = wrapper.prior.config
+    worst, agree, rows = 0.0, 0, 0
+    for b, n in ((1, 1), (batch, max(1, cfg.num_cells // 2)), (batch, cfg.num_cells)):
+        length = int(rng.integers(2, 12))
+        tokens = rng.standard_normal((b, length, cfg.width)).astype(np.float32)
+        mask = np.ones((b, length), dtype=np.int64)
+        mask[1:, length // 2 :] = 0  # padded prompts after the first
+        cells = rng.integers(0, 2, size=(b, n, cfg.bits_per_cell), dtype=np.uint8)
+        (logits,) = session.run(["cell_logits"], {"prior_tokens": tokens, "attention_mask": mask, "cells": cells})
+        with torch.no_grad():
+            ref = wrapper(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(cells)).numpy()
+        if logits.shape != ref.shape:
+            raise ParityError(f"{name}: ONNX shape {logits.shape}, torch {ref.shape}")
+        worst = max(worst, float(np.abs(logits - ref).max()))
+        agree += int((logits.argmax(-1) == ref.argmax(-1)).sum())
+        rows += b * n
+    passed = worst <= tolerance and agree == rows
+    message = (f"{name}: max |cell logit difference| = {worst:.3g} ({'<=' if worst <= tolerance else '>'} {tolerance:g}); "
+               f"most likely value agrees on {agree} of {rows} cells")  # fmt: skip
+    return ParityResult(name, {"max_abs_logit": worst, "argmax_agreement": agree / rows, "cells": rows,
+                               "tolerance": tolerance}, passed, message)  # fmt: skip
 
 
 def tokenizer_parity(tokenizer_json: Path, reference, max_length: int, prompts: list[str] | None = None) -> ParityResult:

@@ -8,6 +8,8 @@ A bundle is one folder (``data/06_models/onnx/`` by default)::
     decoder.fp16.onnx         the same graphs in float16 (float32/uint8/int64 inputs and outputs
     text_to_latent.fp16.onnx  unchanged), for GPUs; optional
     decoder.int8.onnx         the decoder with int8 convolutions, same inputs and outputs, for CPUs; optional
+    prior.onnx                the cell prior (text models with one): prior_tokens, attention_mask, cells
+                              -> cell_logits; ``generate`` draws latents cell by cell with it
     tokenizer.json            MiniLM's tokenizer (the `tokenizers` library reads it)
     library.npz               optional latent library for retrieve / refine: packed latent bits,
                               packed image codes, image ids
@@ -43,6 +45,7 @@ __all__ = [
     "DECODER_FP16_FILE",
     "TEXT_FP16_FILE",
     "DECODER_INT8_FILE",
+    "PRIOR_FILE",
     "TOKENIZER_FILE",
     "LIBRARY_FILE",
     "BundleError",
@@ -61,6 +64,7 @@ TEXT_FILE = "text_to_latent.onnx"
 DECODER_FP16_FILE = "decoder.fp16.onnx"
 TEXT_FP16_FILE = "text_to_latent.fp16.onnx"
 DECODER_INT8_FILE = "decoder.int8.onnx"
+PRIOR_FILE = "prior.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LIBRARY_FILE = "library.npz"
 MAKE_COMMAND = "kedro run --pipelines export"

@@ -3,20 +3,19 @@
     prompts -> PromptTokenizer (tokenizer.json)           input_ids, attention_mask int64 (N, L)
             -> text_to_latent.onnx                         bit_logits (N, C, h, w), code_bits (N, K)
             -> sample / retrieve / refine (latents.py)      bits uint8 (N * samples, C, h, w)
+               or, generate with a cell prior: prior.onnx     cell by cell (prior.py)
             -> decoder.onnx                                 images uint8 (N * samples, H, W, 3)
 
 CUDAExecutionProvider is used when onnxruntime-gpu offers it (``device="auto"``), with the fp16
-models when the bundle has them (``precision="auto"``); otherwise the CPU provider, with the int8
-decoder when the bundle has it (about 1.3x faster than fp32 at batch 1, ~43 dB from it: see
-``bitlatent.export.quantize``) and the fp32 text model. ``precision="fp32"`` gives the graphs that
-match torch to 1e-4.
+models when the bundle has them (``precision="auto"``); the CPU provider and fp32 otherwise.
+``precision="int8"`` runs the bundle's int8 decoder on CPU (faster, ~0.3 dB lower PSNR: see
+``bitlatent.export.quantize``) beside the fp32 text model.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from .bundle import LIBRARY_FILE, TOKENIZER_FILE, model_entry, read_manifest
 from .latents import MODES, LatentLibrary, nearest, refine_bits, sample_bits
+from .prior import sample_prior_cells
 from .prompts import PromptTokenizer, Tokenized
 
 __all__ = ["OnnxGenerator", "Prediction", "Generation", "encode_png", "available_providers", "generate_images",
@@ -37,7 +37,7 @@ DECODE_CACHE_BYTES = 2 << 20
 """CPU decoding works on chunks whose largest activation fits in about this many bytes (one core's L2)."""
 
 
-def session_options(threads: int | None = None):
+def session_options(threads: int | None = None, spinning: bool = False):
     """The ONNX Runtime session options of every bitlatent session (``benchmarks/inference.py``
     measures with these too). Measured on the decoder, 2-core Xeon, batch 1 and 64
     (``benchmarks/README.md``): ORT_ENABLE_ALL, which lays convolutions out in blocked NCHWc form,
@@ -45,7 +45,8 @@ def session_options(threads: int | None = None):
     ORT_ENABLE_EXTENDED by ~25%; sequential execution (both graphs are chains: parallel mode ran
     ~3x slower at batch 64); the memory arena and memory patterns stay on (arena off: 10-15%
     slower at batch 64; patterns off: no gain). ``threads``: intra-op threads (None: one per
-    physical core)."""
+    physical core). ``spinning``: let idle intra-op threads spin-wait for the next op (ORT's own
+    default), for a process that owns its cores."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -54,10 +55,12 @@ def session_options(threads: int | None = None):
     options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = True
     options.log_severity_level = 3
-    # Two sessions run one after the other: threads that spin-wait after their run would steal
-    # the cores the next session (or a neighbour's process) needs; on a busy 2-core machine the
-    # decoder ran 5-20% slower with spinning on.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Off by default: two sessions run one after the other, and threads that spin-wait after their
+    # run steal the cores the next session (or a neighbour's process) needs. On the 2-core machine,
+    # busy, the decoder ran 5-20% slower with spinning on; idle, text -> PNG had the same p50 and a
+    # worse p99 (14-16 ms against 10-11), while the decoder alone at 2 threads ran faster with it
+    # (batch 1: 2.0 ms against 2.7; batch 64: 123 against 132 ms).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     return options
@@ -93,9 +96,7 @@ def _precision(requested: str, models: set[str], use_cuda: bool, bundle_dir: Pat
             raise ValueError("the int8 decoder is for the CPU provider; on CUDA use fp16 or fp32")
     if requested != "auto":
         return requested
-    if use_cuda:
-        return "fp16" if has_fp16 else "fp32"
-    return "int8" if has_int8 else "fp32"
+    return "fp16" if use_cuda and has_fp16 else "fp32"
 
 
 def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
@@ -123,6 +124,9 @@ class Prediction:
     code_bits: np.ndarray | None
     """uint8 (N, K) text codes, when the text model has them."""
     tokens: Tokenized
+    prior_tokens: np.ndarray | None = None
+    """float32 (N, L, d): the captions as the cell prior reads them (zero on padding), when the
+    bundle has a prior; L and the mask are ``tokens``'."""
 
 
 @dataclass
@@ -143,10 +147,12 @@ class OnnxGenerator:
     Args:
         bundle_dir: the export folder (``manifest.json`` and the files it lists).
         device: "auto" (CUDA when onnxruntime offers it), "cpu" or "cuda".
-        precision: "auto" (CUDA: fp16 when the bundle has it; CPU: the int8 decoder when the bundle
-            has it; fp32 otherwise), "fp32", "fp16" (both models) or "int8" (the decoder; CPU only).
+        precision: "auto" (fp16 on CUDA when the bundle has it, else fp32), "fp32", "fp16" (both
+            models) or "int8" (the decoder, CPU only; the text model stays fp32).
         verify: check every file's sha256 against the manifest before loading.
         threads: ONNX Runtime intra-op threads (None: its default, one per physical core).
+        spinning: idle intra-op threads spin-wait (``session_options``): lower latency for a
+            process that owns its cores, more CPU burnt; off by default.
         max_batch: rows per ONNX Runtime call (bigger inputs are split).
         decode_batch: latents per decoder call (None: ``cpu_decode_batch`` on CPU, ``max_batch``
             on CUDA); at most ``max_batch``.
@@ -154,7 +160,7 @@ class OnnxGenerator:
 
     def __init__(self, bundle_dir: str | Path, device: str = "auto", precision: str = "auto",
                  verify: bool = True, threads: int | None = None, max_batch: int = 256,
-                 decode_batch: int | None = None):  # fmt: skip
+                 decode_batch: int | None = None, spinning: bool = False):  # fmt: skip
         import onnxruntime as ort
 
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -174,13 +180,17 @@ class OnnxGenerator:
         self.decode_batch = min(int(decode_batch), self.max_batch) if decode_batch is not None else (
             self.max_batch if use_cuda else cpu_decode_batch(self.manifest, self.max_batch))  # fmt: skip
 
-        options = session_options(threads)
+        options = session_options(threads, spinning)
         suffix = f"_{self.precision}" if self.precision != "fp32" else ""
         self._text_entry = model_entry(self.manifest, "text_to_latent" + ("_fp16" if self.precision == "fp16" else ""))
         self._decoder_entry = model_entry(self.manifest, "decoder" + suffix)
         self.text_session = ort.InferenceSession(str(self.bundle_dir / self._text_entry["file"]), options, providers=self.providers)
         self.decoder_session = ort.InferenceSession(str(self.bundle_dir / self._decoder_entry["file"]), options, providers=self.providers)
         self._text_outputs = [o.name for o in self.text_session.get_outputs()]
+        self.prior_session = None
+        if "prior" in self.manifest["models"] and "prior_tokens" in self._text_outputs:
+            prior_file = self.bundle_dir / model_entry(self.manifest, "prior")["file"]
+            self.prior_session = ort.InferenceSession(str(prior_file), options, providers=self.providers)
 
         spec = self.manifest["latent_spec"]
         self.latent_shape = (int(spec["bits_per_cell"]), int(spec["h"]), int(spec["w"]))
@@ -209,6 +219,7 @@ class OnnxGenerator:
                 "models": {"decoder": self._decoder_entry["file"], "text_to_latent": self._text_entry["file"]},
                 "image_size": self.image_size, "latent_shape": list(self.latent_shape),
                 "max_prompt_tokens": self.max_prompt_tokens, "modes": list(self.modes),
+                "cell_prior": self.prior_session is not None,
                 "library_size": len(self.library) if self.library is not None else 0}  # fmt: skip
 
     # ------------------------------------------------------------------ steps
@@ -217,20 +228,32 @@ class OnnxGenerator:
         return self.tokenizer(prompts, warn=warn)
 
     def predict(self, prompts: str | Sequence[str] | Tokenized, warn: bool = True) -> Prediction:
-        """Prompts (or their tokens) -> bit logits (N, C, h, w) and text codes (N, K)."""
+        """Prompts (or their tokens) -> bit logits (N, C, h, w), text codes (N, K) and, with a cell
+        prior, the prior's token states (N, L, d)."""
         tokens = prompts if isinstance(prompts, Tokenized) else self.tokenize(prompts, warn=warn)
-        names = ["bit_logits"] + (["code_bits"] if "code_bits" in self._text_outputs else [])
-        logits, codes = [], []
+        has_codes, has_prior = "code_bits" in self._text_outputs, self.prior_session is not None
+        names = ["bit_logits"] + (["code_bits"] if has_codes else []) + (["prior_tokens"] if has_prior else [])
+        logits, codes, prior_tokens = [], [], []
+        full_length = tokens.input_ids.shape[1]
         for lo in range(0, len(tokens.input_ids), self.max_batch):
             ids, mask = tokens.input_ids[lo : lo + self.max_batch], tokens.attention_mask[lo : lo + self.max_batch]
             L = max(int(mask.sum(1).max()), 1)  # a chunk pads only to its own longest prompt
             feeds = {"input_ids": np.ascontiguousarray(ids[:, :L]), "attention_mask": np.ascontiguousarray(mask[:, :L])}
             out = self.text_session.run(names, feeds)
             logits.append(out[0])
-            if len(out) > 1:
+            if has_codes:
                 codes.append(out[1])
+            if has_prior:
+                states = out[-1].astype(np.float32, copy=False) * mask[:, :L, None].astype(np.float32)  # (b, L, d), 0 on padding
+                prior_tokens.append(np.pad(states, ((0, 0), (0, full_length - L), (0, 0))))
         return Prediction(np.concatenate(logits).astype(np.float32, copy=False),
-                          np.concatenate(codes) if codes else None, tokens)  # fmt: skip
+                          np.concatenate(codes) if codes else None, tokens,
+                          np.concatenate(prior_tokens) if prior_tokens else None)  # fmt: skip
+
+    def default_temperature(self, mode: str) -> float:
+        """1 for generate from a cell prior (its most likely cell is background: greedy draws are
+        empty pictures), 0 (the most likely bits) otherwise."""
+        return 1.0 if mode == "generate" and self.prior_session is not None else 0.0
 
     def decode(self, bits: np.ndarray) -> np.ndarray:
         """Latent bits uint8 (n, C, h, w) in {0, 1} -> images uint8 (n, H, W, 3)."""
@@ -244,24 +267,25 @@ class OnnxGenerator:
                   for lo in range(0, len(bits), step)]  # fmt: skip
         return np.concatenate(images) if images else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
-    def generate_bits(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float = 0.0,
+    def generate_bits(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float | None = None,
                       seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True) -> Generation:  # fmt: skip
-        """Prompts -> latent bits uint8 (N * samples, C, h, w), prompt-major (see ``latents.py``)."""
+        """Prompts -> latent bits uint8 (N * samples, C, h, w), prompt-major (see ``latents.py``).
+        ``temperature`` None: ``default_temperature(mode)``."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
         if mode not in self.modes:
             raise ValueError(f"mode {mode!r} needs a latent library in the bundle; this bundle supports {self.modes}")
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
+        temperature = self.default_temperature(mode) if temperature is None else float(temperature)
         pred = self.predict(prompts, warn=warn)
         n = len(pred.bit_logits)
         prompt_index = np.repeat(np.arange(n, dtype=np.int64), samples)
         truncated = pred.tokens.truncated
         if mode == "generate":
-            if warn and self.manifest.get("text_model", {}).get("prior_layers", 0):
-                warnings.warn("the text model's cell prior is not in the ONNX export: generate uses the per-bit "
-                              "predictions here (flat, grey images); `bitlatent generate --torch --mode generate` "
-                              "draws from the prior", stacklevel=2)
+            if self.prior_session is not None:
+                bits = self._sample_prior(pred, temperature, seed, samples)
+                return Generation(bits, prompt_index, None, truncated)
             bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
             return Generation(bits.reshape(n * samples, *self.latent_shape), prompt_index, None, truncated)
         assert self.library is not None and pred.code_bits is not None
@@ -273,11 +297,21 @@ class OnnxGenerator:
         logits = np.repeat(pred.bit_logits, samples, axis=0)
         return Generation(refine_bits(start, logits, strength, target), prompt_index, rows, truncated)
 
-    def generate(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float = 0.0,
+    def _sample_prior(self, pred: Prediction, temperature: float, seed: int, samples: int) -> np.ndarray:
+        """Latents drawn from the cell prior, prompt-major, in chunks of at most ``max_batch`` rows."""
+        step = max(1, self.max_batch // samples)
+        mask = pred.tokens.attention_mask
+        chunks = [sample_prior_cells(self.prior_session, pred.prior_tokens[lo : lo + step], mask[lo : lo + step],
+                                     self.latent_shape, temperature, seed, samples)
+                  for lo in range(0, len(mask), step)]  # fmt: skip
+        return np.concatenate(chunks)
+
+    def generate(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float | None = None,
                  seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True) -> np.ndarray:  # fmt: skip
         """Prompts -> images uint8 (N * samples, H, W, 3), prompt-major.
 
-        ``mode``: "generate" (predicted bits; sampled when ``temperature > 0``), "retrieve" or
+        ``mode``: "generate" (drawn from the cell prior when the bundle has one, else the predicted
+        bits; sampled when ``temperature > 0``; None: ``default_temperature``), "retrieve" or
         "refine" (need a latent library in the bundle). An empty or whitespace-only prompt is a
         ``ValueError``; a prompt over the token limit is truncated with a ``UserWarning``.
         """
@@ -292,7 +326,7 @@ class OnnxGenerator:
 
 
 def generate_images(bundle_dir: str | Path, prompts: str | Sequence[str], output_dir: str | Path, *,
-                    mode: str = "generate", temperature: float = 0.0, seed: int = 0, samples: int = 1,
+                    mode: str = "generate", temperature: float | None = None, seed: int = 0, samples: int = 1,
                     strength: float = 0.5, device: str = "auto", precision: str = "auto") -> list[Path]:  # fmt: skip
     """``bitlatent generate`` without click: render prompts with a bundle, write one PNG per image.
 

@@ -252,9 +252,9 @@ def _model(bundle_dir: str | Path, name: str, limits: ServingLimits | None, **op
 
 def serve(bundle_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *, name: str = "bitlatent",
           limits: ServingLimits | None = None, device: str = "auto", precision: str = "auto",
-          threads: int | None = None, access_log: bool = False) -> None:  # fmt: skip
+          threads: int | None = None, spinning: bool = False, access_log: bool = False) -> None:  # fmt: skip
     """Load the bundle and serve it until SIGINT / SIGTERM (blocking)."""
-    model = _model(bundle_dir, name, limits, device=device, precision=precision, threads=threads)
+    model = _model(bundle_dir, name, limits, device=device, precision=precision, threads=threads, spinning=spinning)
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("listening on %s: reachable from other machines (no authentication)", host)
     log.info("serving %r on http://%s:%d (POST /v2/models/%s/infer)", name, host, port, name)

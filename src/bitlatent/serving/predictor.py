@@ -4,7 +4,8 @@ Request (``POST /v2/models/<name>/infer``)::
 
     inputs:      [{"name": "prompt", "datatype": "BYTES", "shape": [B] or [B, 1], "data": ["a red circle", ...]}]
     parameters:  optional: mode ("retrieve" | "generate" | "refine"; default: retrieve when the bundle
-                 carries a latent library, else generate), temperature (>= 0),
+                 carries a latent library, else generate), temperature (>= 0; default 1 for
+                 generate from a cell prior, else 0),
                  seed (int), samples (images per prompt), strength (refine, 0..1)
     outputs:     optional: [{"name": "image"}, {"name": "png"}]; default: "image" only
 
@@ -72,11 +73,12 @@ class BitlatentModel(kserve.Model):
     """``kserve.Model`` around an ``OnnxGenerator`` (one exported bundle)."""
 
     def __init__(self, name: str, bundle_dir: str | Path, limits: ServingLimits | None = None,
-                 device: str = "auto", precision: str = "auto", threads: int | None = None):  # fmt: skip
+                 device: str = "auto", precision: str = "auto", threads: int | None = None,
+                 spinning: bool = False):  # fmt: skip
         super().__init__(name)
         self.bundle_dir = Path(bundle_dir)
         self.limits = limits or ServingLimits()
-        self._options = {"device": device, "precision": precision, "threads": threads}
+        self._options = {"device": device, "precision": precision, "threads": threads, "spinning": spinning}
         self.generator: OnnxGenerator | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
 
@@ -161,7 +163,8 @@ class BitlatentModel(kserve.Model):
             return kind(value)
 
         return {"mode": mode,
-                "temperature": number("temperature", float, 0.0, 0.0, self.limits.max_temperature),
+                "temperature": number("temperature", float, self.generator.default_temperature(mode), 0.0,
+                                      self.limits.max_temperature),
                 "seed": number("seed", int, 0, 0, 2**32 - 1),
                 "samples": number("samples", int, 1, 1, self.limits.max_batch),
                 "strength": number("strength", float, 0.5, 0.0, 1.0)}  # fmt: skip

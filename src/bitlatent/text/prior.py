@@ -154,19 +154,20 @@ class CellPrior(nn.Module):
     def encode_text(self, states: torch.Tensor) -> torch.Tensor:
         return self.token_proj(self.token_norm(states))  # (B, L, d)
 
-    def cell_logits(self, tokens: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """Projected tokens (B, L, d), mask (B, L), the first t cells (B, t, C) in {0, 1}, t < T ->
-        logits of the values of cells 0..t (B, t + 1, 2^C)."""
-        b, t = previous.shape[:2]
+    def cell_logits(self, tokens: torch.Tensor, mask: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """Projected tokens (B, L, d), mask (B, L), the first n cells (B, n, C) in {0, 1}, 1 <= n <= T
+        -> logits (B, n, 2^C) of the values of cells 0..n-1, where row t sees cells < t only (the
+        last cell's own value is never read: to get cell t's distribution, pass the t cells drawn so
+        far and any placeholder after them). The ONNX export (``prior.onnx``) is this method."""
+        b, n = cells.shape[:2]
         start = self.start.expand(b, 1, -1)  # (B, 1, d)
-        x = torch.cat([start, self.cell_in(previous.float() * 2 - 1)], 1) + self.position[: t + 1]  # (B, t+1, d)
+        x = torch.cat([start, self.cell_in(cells.float() * 2 - 1)], 1)[:, :n] + self.position[:n]  # (B, n, d): shifted
         for block in self.blocks:
             x = block(x, tokens, mask.bool())
-        return self.head(self.out_norm(x))  # (B, t+1, 2^C)
+        return self.head(self.out_norm(x))  # (B, n, 2^C)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-        cells = cells_of(bits)  # (B, T, C)
-        return self.cell_logits(self.encode_text(states), mask, cells[:, :-1])  # (B, T, 2^C)
+        return self.cell_logits(self.encode_text(states), mask, cells_of(bits))  # (B, T, 2^C)
 
     def loss(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the true cells (nats per cell; / C / ln 2 for bits per bit)."""
@@ -182,15 +183,15 @@ class CellPrior(nn.Module):
         cfg = self.config
         tokens = self.encode_text(states)
         b = states.shape[0]
-        cells = torch.zeros(b, 0, cfg.bits_per_cell, dtype=torch.uint8, device=states.device)
-        for _ in range(cfg.num_cells):
-            logits = self.cell_logits(tokens, mask, cells)[:, -1].float()  # (B, 2^C): the next cell
+        cells = torch.zeros(b, cfg.num_cells, cfg.bits_per_cell, dtype=torch.uint8, device=states.device)
+        for t in range(cfg.num_cells):
+            logits = self.cell_logits(tokens, mask, cells[:, : t + 1])[:, -1].float()  # (B, 2^C): cell t
             if temperature <= 0:
                 value = logits.argmax(1)
             else:
                 probs = torch.softmax(logits / temperature, 1).cpu()
                 value = torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)
-            cells = torch.cat([cells, cell_bits(value, cfg.bits_per_cell)[:, None]], 1)  # (B, t+1, C)
+            cells[:, t] = cell_bits(value, cfg.bits_per_cell)  # (B, C)
         return grid_of(cells, cfg.latent_h, cfg.latent_w)
 
 
