@@ -14,7 +14,9 @@
    in the same chunks, for context; on CPU the ORT session also runs with spinning threads
    (``--spin`` of the server) and the bundle's int8 decoder with and without them (its distance
    from fp32 is in the bundle's parity report).
-2. text -> PNG end to end (``OnnxGenerator.generate_png``, one prompt per call): p50 / p99.
+2. text -> PNG end to end (``OnnxGenerator.generate_png``, one prompt per call): p50 / p99, for the
+   default-size bundle (generate mode: the per-bit prediction) and for untrained models at the
+   ``make run`` size with the cell prior of ``conf/base`` (generate mode: 64 prior steps per image).
 3. the real server (``python -m bitlatent.serving``, a subprocess on 127.0.0.1): 16 concurrent
    tritonclient.http clients, a bounded number of one-prompt requests: throughput, p50 / p99,
    errors, the server's RSS before and after.
@@ -276,19 +278,43 @@ def compare_models(decoder, head, bundle: Path, repeats: int, device: str = "cpu
 # ----------------------------------------------------------------------------- 2. text -> PNG
 
 
-def text_to_png(bundle: Path, repeats: int, device: str = "cpu") -> dict:
+def text_to_png(bundle: Path, repeats: int, device: str = "cpu", mode: str = "generate") -> dict:
     from bitlatent.inference import OnnxGenerator
 
     generator = OnnxGenerator(bundle, device=device)
     for caption in CAPTIONS:
-        generator.generate_png([caption])
+        generator.generate_png([caption], mode=mode)
     times = []
     for i in range(repeats):
         start = time.perf_counter()
-        png = generator.generate_png([CAPTIONS[i % len(CAPTIONS)]])[0]
+        png = generator.generate_png([CAPTIONS[i % len(CAPTIONS)]], mode=mode, seed=i)[0]
         times.append(time.perf_counter() - start)
-    return {"requests": repeats, "p50_ms": ms(percentile(times, 50)), "p99_ms": ms(percentile(times, 99)),
+    return {"requests": repeats, "mode": mode, "cell_prior": generator.prior_session is not None,
+            "p50_ms": ms(percentile(times, 50)), "p99_ms": ms(percentile(times, 99)),
             "mean_ms": ms(statistics.fmean(times)), "png_bytes": len(png), "providers": generator.providers}  # fmt: skip
+
+
+def prior_bundle() -> tuple[Path, dict]:
+    """Untrained models at the `make run` size (conf/base: 32x32 images, 8x8x8 latent cells, the
+    alignment model with its cell prior) exported to a fresh bundle: generate mode there draws
+    from the prior, 64 ``prior.onnx`` calls per image."""
+    import torch
+    import yaml
+
+    from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
+    from bitlatent.export import ExportConfig, export_bundle, text_model_parts
+    from bitlatent.text.model import TextToLatent, TextToLatentConfig
+
+    conf = PROJECT / "conf" / "base"
+    decoder_params = yaml.safe_load((conf / "parameters_decoder_pretraining.yml").read_text())["decoder"]
+    image_size = yaml.safe_load((conf / "parameters_data_validation.yml").read_text())["data"]["image_size"]
+    model_params = yaml.safe_load((conf / "parameters_alignment.yml").read_text())["alignment"]["model"]
+    torch.manual_seed(0)
+    decoder = BinaryLatentDecoder(DecoderConfig(image_size=image_size, **decoder_params)).eval()
+    head = TextToLatent(TextToLatentConfig.for_spec(decoder.latent_spec, **model_params)).eval()
+    folder = Path(tempfile.mkdtemp(prefix="bench-prior-bundle-"))
+    export_bundle(decoder, text_model_parts(head), folder, ExportConfig(fp16=False, int8=False, library_splits=[]))
+    return folder, {"decoder": decoder.config.to_dict(), "text_model": head.config.to_dict()}
 
 
 # ----------------------------------------------------------------------------- 3. load test
@@ -411,6 +437,12 @@ def main() -> None:
         models = compare_models(decoder, head, bundle, args.repeats, args.device)
         png = text_to_png(bundle, args.png_requests, args.device)
         print("text -> PNG", png, flush=True)
+        prior_folder, prior_models = prior_bundle()
+        try:
+            png_prior = {**text_to_png(prior_folder, args.png_requests, args.device), "models": prior_models}
+        finally:
+            shutil.rmtree(prior_folder, ignore_errors=True)
+        print("text -> PNG, generate from the cell prior", png_prior, flush=True)
         load = load_test(bundle, args.clients, args.requests, device=args.device)
         print("load test", load, flush=True)
     finally:
@@ -423,7 +455,7 @@ def main() -> None:
         "bundle": str(args.bundle) if args.bundle else "untrained default-size models, exported for this run",
         "decoder_config": decoder.config.to_dict(), "decoder_parameters": decoder.num_parameters(),
         "text_model_parameters": head.num_parameters(),
-        "ort_vs_torch": models, "text_to_png": png, "server_load_test": load,
+        "ort_vs_torch": models, "text_to_png": png, "text_to_png_cell_prior": png_prior, "server_load_test": load,
         "targets": {"decoder_speedup_batch_1": models["decoder"]["batch_1"]["speedup"],
                     "decoder_speedup_batch_64": models["decoder"]["batch_64"]["speedup"],
                     "decoder_2x": min(models["decoder"]["batch_1"]["speedup"], models["decoder"]["batch_64"]["speedup"]) >= 2.0,
@@ -432,7 +464,8 @@ def main() -> None:
                     "decoder_speedup_same_threads": {b: models["decoder"][f"batch_{b}"]["speedup_same_threads"] for b in (1, 64)},
                     "decoder_speedup_decode_path_batch_64": models["decoder"]["batch_64"].get("speedup_decode_path"),
                     "decoder_int8_speedup": {b: models["decoder"][f"batch_{b}"].get("speedup_int8") for b in (1, 64)},
-                    "text_to_png_p50_under_50ms": png["p50_ms"] < 50.0},
+                    "text_to_png_p50_under_50ms": png["p50_ms"] < 50.0,
+                    "text_to_png_cell_prior_p50_under_50ms": png_prior["p50_ms"] < 50.0},
     }  # fmt: skip
     print(f"wrote {write_result(result_name('inference', args.device), payload)}")
 

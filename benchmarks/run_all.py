@@ -249,6 +249,10 @@ def md_inference(res: dict) -> list[str]:
     if png:
         lines += ["", f"text -> PNG: p50 {_f(png.get('p50_ms'), 1)} ms, p99 {_f(png.get('p99_ms'), 1)} ms "
                       f"({png.get('requests')} prompts)."]
+    prior = res.get("text_to_png_cell_prior") or {}
+    if prior:
+        lines += [f"text -> PNG, generate from the cell prior (`make run` size, 64 steps): p50 {_f(prior.get('p50_ms'), 1)} ms, "
+                  f"p99 {_f(prior.get('p99_ms'), 1)} ms ({prior.get('requests')} prompts)."]
     if load:
         lines += [f"Server load test: {load.get('clients')} clients, {load.get('requests')} requests, "
                   f"{_f(load.get('throughput_rps'), 1)} req/s, p50 {_f(load.get('p50_ms'), 0)} ms, "

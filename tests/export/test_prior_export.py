@@ -46,29 +46,32 @@ def test_the_bundle_carries_the_prior_and_its_parity_passed(bundle):
     out, manifest, head = bundle
     assert manifest["models"]["prior"]["file"] == "prior.onnx" and (out / "prior.onnx").is_file()
     assert [o["name"] for o in manifest["models"]["text_to_latent"]["outputs"]][-1] == "prior_tokens"
-    assert [i["name"] for i in manifest["models"]["prior"]["inputs"]] == ["prior_tokens", "attention_mask", "cells"]
+    assert [i["name"] for i in manifest["models"]["prior"]["inputs"]][:4] == ["prior_tokens", "attention_mask", "previous_cell", "step"]
     prior = manifest["parity"]["prior"]
     assert prior["passed"] and prior["max_abs_logit"] <= 1e-3 and prior["argmax_agreement"] == 1.0
     assert manifest["parity"]["text_to_latent"]["max_abs_prior_tokens"] <= 1e-3
     assert manifest["text_model"]["prior_layers"] == 1
 
 
-def test_prior_graph_is_causal_over_cells(bundle):
+def test_prior_graph_steps_give_the_teacher_forced_logits(bundle):
+    """prior.onnx called once per cell on its own caches gives row t of torch's ``cell_logits``."""
     out, _, head = bundle
     session = ort.InferenceSession(str(out / "prior.onnx"), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    T, C = head.prior.config.num_cells, head.prior.config.bits_per_cell
-    tokens = rng.standard_normal((1, 5, head.prior.config.width)).astype(np.float32)
-    mask = np.ones((1, 5), np.int64)
-    cells = rng.integers(0, 2, size=(1, T, C), dtype=np.uint8)
-    (before,) = session.run(None, {"prior_tokens": tokens, "attention_mask": mask, "cells": cells})
-    t = T // 2
-    cells[0, t] ^= 1
-    (after,) = session.run(None, {"prior_tokens": tokens, "attention_mask": mask, "cells": cells})
-    np.testing.assert_array_equal(before[:, : t + 1], after[:, : t + 1])  # row t reads cells < t only
-    assert np.abs(before[:, t + 1 :] - after[:, t + 1 :]).max() > 1e-4
-    (prefix,) = session.run(None, {"prior_tokens": tokens, "attention_mask": mask, "cells": cells[:, : t + 1]})
-    np.testing.assert_allclose(prefix, after[:, : t + 1], atol=1e-5)  # a prefix gives the same rows
+    prior = head.prior
+    T, C = prior.config.num_cells, prior.config.bits_per_cell
+    tokens = rng.standard_normal((2, 5, prior.config.width)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], np.int64)
+    cells = rng.integers(0, 2, size=(2, T, C), dtype=np.uint8)
+    with torch.no_grad():
+        whole = prior.cell_logits(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(cells)).numpy()
+    keys, values = (c.numpy() for c in prior.empty_cache(2))
+    assert [i.name for i in session.get_inputs()] == ["prior_tokens", "attention_mask", "previous_cell", "step", "keys", "values"]
+    for t in range(T):
+        logits, keys, values = session.run(None, {"prior_tokens": tokens, "attention_mask": mask,
+                                                  "previous_cell": np.ascontiguousarray(cells[:, t - 1]),
+                                                  "step": np.array([t]), "keys": keys, "values": values})  # fmt: skip
+        np.testing.assert_allclose(logits, whole[:, t], atol=1e-4)
 
 
 def test_a_prior_that_differs_from_its_export_fails_parity(bundle):
@@ -118,10 +121,11 @@ def test_first_cells_follow_the_priors_distribution(bundle):
     assert pred.prior_tokens.dtype == np.float32
     session = generator.prior_session
     C = generator.latent_shape[0]
-    cells = np.zeros((1, 1, C), np.uint8)
-    (logits,) = session.run(None, {"prior_tokens": pred.prior_tokens, "attention_mask": pred.tokens.attention_mask,
-                                   "cells": cells})  # fmt: skip
-    p = np.exp(logits[0, 0] - logits[0, 0].max())
+    keys = np.zeros([d if isinstance(d, int) else 1 for d in session.get_inputs()[4].shape], np.float32)
+    logits, _, _ = session.run(None, {"prior_tokens": pred.prior_tokens, "attention_mask": pred.tokens.attention_mask,
+                                      "previous_cell": np.zeros((1, C), np.uint8), "step": np.array([0]),
+                                      "keys": keys, "values": keys})  # fmt: skip
+    p = np.exp(logits[0] - logits[0].max())
     p /= p.sum()
     bits = generator.generate_bits(PROMPTS[:1], samples=400, seed=0).bits  # (400, C, h, w)
     values = (bits[:, :, 0, 0].astype(int) * (2 ** np.arange(C - 1, -1, -1))).sum(1)
@@ -135,3 +139,43 @@ def test_cell_values_decode_like_the_torch_prior_and_draws_invert_the_cdf():
     logits = np.log(np.array([[0.1, 0.2, 0.7]] * 4))
     np.testing.assert_array_equal(_draw(logits, 1.0, np.array([0.05, 0.15, 0.5, 0.999])), [0, 1, 2, 2])
     np.testing.assert_array_equal(_draw(logits, 0.0, np.zeros(4)), [2, 2, 2, 2])
+
+
+def test_the_server_draws_from_the_prior_in_generate_mode(bundle):
+    """A real server on loopback (spinning threads on): generate mode with no temperature draws
+    from the prior at temperature 1, the same latents as ``OnnxGenerator``."""
+    httpclient = pytest.importorskip("tritonclient.http")
+    from bitlatent.serving.app import start_server_thread
+
+    out, _, _ = bundle
+    expected = OnnxGenerator(out, device="cpu").generate(PROMPTS[:2], seed=3)
+    greedy = OnnxGenerator(out, device="cpu").generate(PROMPTS[:2], temperature=0.0)
+    assert (expected != greedy).any()
+    with start_server_thread(out, port=0, device="cpu", threads=1, spinning=True) as srv:
+        client = httpclient.InferenceServerClient(srv.url)
+        try:
+            prompt = httpclient.InferInput("prompt", [2], "BYTES")
+            prompt.set_data_from_numpy(np.array([p.encode() for p in PROMPTS[:2]], dtype=object))
+            result = client.infer("bitlatent", [prompt], parameters={"mode": "generate", "seed": 3})
+            np.testing.assert_array_equal(result.as_numpy("image"), expected)
+        finally:
+            client.close()
+
+
+def test_prompt_keys_decorrelate_the_draws_of_different_prompts(bundle):
+    from bitlatent.inference.prior import prompt_keys, sample_prior_cells
+
+    out, _, _ = bundle
+    generator = OnnxGenerator(out, device="cpu")
+    pred = generator.predict([PROMPTS[0], PROMPTS[0]])
+    tokens, mask = pred.prior_tokens, pred.tokens.attention_mask
+    keys = prompt_keys(pred.tokens.input_ids, mask)
+    assert keys[0] == keys[1]
+    shape = generator.latent_shape
+    same = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0, seed=0, keys=keys)
+    np.testing.assert_array_equal(same[0], same[1])  # one caption, one key: the same draw
+    apart = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0, seed=0,
+                               keys=np.array([1, 2], np.uint32))  # fmt: skip
+    assert (apart[0] != apart[1]).any()  # same caption, different keys: independent draws
+    other = generator.tokenize(PROMPTS[1:2])
+    assert prompt_keys(other.input_ids, other.attention_mask)[0] != keys[0]

@@ -8,8 +8,9 @@
                            -> bits       uint8   (batch, C, h, w)    1 where bit_logits >= 0
                            -> code_bits  uint8   (batch, K)          the text code, for retrieval
                            -> prior_tokens float32 (batch, sequence, d)  only with a cell prior
-    prior.onnx           prior_tokens, attention_mask, cells uint8 (batch, n, C), 1 <= n <= h*w
-                           -> cell_logits float32 (batch, n, 2^C)    row t: cell t given cells < t
+    prior.onnx           one step of the cell prior: prior_tokens, attention_mask, previous_cell
+                         uint8 (batch, C), step int64 (1,), keys, values float32 (layers, batch,
+                         H, h*w, d/H) -> cell_logits (batch, 2^C), new_keys, new_values
 
 The decoder reads bits, not signs, so the text model's ``bits`` feed it directly (Triton's
 ensemble does exactly that). Both graphs are one file each (weights inside; external data
@@ -67,8 +68,8 @@ DECODER_INPUTS = ["bits"]
 DECODER_OUTPUTS = ["image", "image_float"]
 TEXT_INPUTS = ["input_ids", "attention_mask"]
 TEXT_OUTPUTS = ["bit_logits", "bits", "code_bits"]
-PRIOR_INPUTS = ["prior_tokens", "attention_mask", "cells"]
-PRIOR_OUTPUTS = ["cell_logits"]
+PRIOR_INPUTS = ["prior_tokens", "attention_mask", "previous_cell", "step", "keys", "values"]
+PRIOR_OUTPUTS = ["cell_logits", "new_keys", "new_values"]
 _PROTOBUF_LIMIT = 1_800_000_000  # bytes of weights past which external data is used (limit: 2 GiB)
 
 DOCS = {
@@ -80,8 +81,13 @@ DOCS = {
     "bit_logits": "per-bit logits of the image latent; bit = 1 where logit >= 0",
     "code_bits": "K-bit text code for Hamming retrieval against the library's image codes",
     "prior_tokens": "the caption's token states as the cell prior reads them (prior.onnx's input)",
-    "cells": "latent cells in raster order, bits in {0, 1}; row t of cell_logits reads cells < t only",
-    "cell_logits": "logits of each cell's 2^C values (bit 0 most significant) given the cells before it",
+    "previous_cell": "the bits of cell step - 1 in raster order, in {0, 1} (ignored at step 0)",
+    "step": "index of the cell to predict, 0 .. h*w - 1",
+    "keys": "the prior's self-attention keys of cells 0 .. step - 1 (zeros at step 0): new_keys of the last call",
+    "values": "the prior's self-attention values, as keys",
+    "cell_logits": "logits of cell `step`'s 2^C values (bit 0 most significant) given the cells before it",
+    "new_keys": "keys with slot `step` written: the next call's keys",
+    "new_values": "values with slot `step` written: the next call's values",
 }
 
 
@@ -172,15 +178,17 @@ def text_outputs(head: nn.Module) -> list[str]:
 
 
 class PriorForExport(nn.Module):
-    """prior_tokens float32 (B, L, d), attention_mask int64 (B, L), cells uint8 (B, n, C) ->
-    cell_logits float32 (B, n, 2^C): ``CellPrior.cell_logits``, row t given cells < t."""
+    """One step of the cell prior (``CellPrior.step``): prior_tokens float32 (B, L, d),
+    attention_mask int64 (B, L), previous_cell uint8 (B, C), step int64 (1,), keys and values
+    float32 (layers, B, H, T, d/H) -> cell_logits float32 (B, 2^C), new_keys, new_values."""
 
     def __init__(self, prior: nn.Module):
         super().__init__()
         self.prior = prior
 
-    def forward(self, prior_tokens: torch.Tensor, attention_mask: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        return self.prior.cell_logits(prior_tokens, attention_mask, cells)
+    def forward(self, prior_tokens: torch.Tensor, attention_mask: torch.Tensor, previous_cell: torch.Tensor,
+                step: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
+        return self.prior.step(prior_tokens, attention_mask, previous_cell, step, keys, values)
 
 
 def _weight_bytes(module: nn.Module) -> int:
@@ -285,19 +293,20 @@ def export_text_model(encoder: nn.Module, head: nn.Module, path: str | Path, ops
 
 
 def export_prior(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
-    """Write ``prior.onnx``: prior_tokens, attention_mask (dynamic batch and sequence), cells
-    (dynamic batch and count, 1 to T) -> cell_logits. ``OnnxGenerator`` calls it once per cell."""
+    """Write ``prior.onnx``, one step of the cell prior with cached keys and values (dynamic batch
+    and sequence). ``OnnxGenerator`` calls it once per cell, feeding each call's caches to the next."""
     path = Path(path)
     cfg = prior.config
     tokens = torch.randn(2, 5, cfg.width)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.int64)
-    cells = torch.randint(0, 2, (2, min(3, cfg.num_cells), cfg.bits_per_cell), dtype=torch.uint8)
+    previous = torch.randint(0, 2, (2, cfg.bits_per_cell), dtype=torch.uint8)
+    keys, values = prior.empty_cache(2)
     batch = torch.export.Dim("batch", min=1, max=65536)
     sequence = torch.export.Dim("sequence", min=2, max=512)
-    count = torch.export.Dim("cells", min=1, max=cfg.num_cells)
     shapes = {"prior_tokens": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence},
-              "cells": {0: batch, 1: count}}  # fmt: skip
-    _export(PriorForExport(prior).eval(), (tokens, mask, cells), path, PRIOR_INPUTS, PRIOR_OUTPUTS, shapes, opset)
+              "previous_cell": {0: batch}, "step": None, "keys": {1: batch}, "values": {1: batch}}  # fmt: skip
+    example = (tokens, mask, previous, torch.tensor([1]), keys, values)
+    _export(PriorForExport(prior).eval(), example, path, PRIOR_INPUTS, PRIOR_OUTPUTS, shapes, opset)
     return path
 
 

@@ -8,8 +8,9 @@
 * text model: random wordpiece prompts of random lengths, padded, at two batch sizes (and
   sequence lengths unlike the export's example); the fraction of predicted bits, and of text-code
   bits, that agree must be >= ``bit_agreement``; max |logit difference| is reported.
-* cell prior: random token states and cells at 1, T/2 and T cells; max |cell logit difference|
-  <= ``prior_tolerance`` and the same most likely value for every cell.
+* cell prior (one cached step per call): every step of random latents, teacher-forced, on each
+  side's own caches; max |cell logit difference| <= ``prior_tolerance`` and the same most likely
+  value for every cell.
 * tokenizer: the bundle's ``tokenizer.json`` read by `tokenizers` gives the same ids as the
   torch path's tokenizer on a set of prompts (long, Unicode, odd spacing).
 """
@@ -158,29 +159,37 @@ def text_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random
 
 def prior_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random.Generator, tolerance: float,
                  name: str = "prior") -> ParityResult:  # fmt: skip
-    """``wrapper`` is the ``PriorForExport`` exported to ``path``: random token states, masks and
-    cells at 1, a middle and all T cells; max |cell logit difference| must be <= ``tolerance``, and
-    the most likely value of every cell must agree."""
+    """``wrapper`` is the ``PriorForExport`` exported to ``path`` (one cached step): both run every
+    step of random latents, teacher-forced, each on its own caches, from random token states (some
+    prompts padded); max |cell logit difference| must be <= ``tolerance``, and the most likely
+    value of every cell must agree."""
     session = _session(path)
-    cfg = wrapper.prior.config
-    worst, agree, rows = 0.0, 0, 0
-    for b, n in ((1, 1), (batch, max(1, cfg.num_cells // 2)), (batch, cfg.num_cells)):
-        length = int(rng.integers(2, 12))
-        tokens = rng.standard_normal((b, length, cfg.width)).astype(np.float32)
-        mask = np.ones((b, length), dtype=np.int64)
-        mask[1:, length // 2 :] = 0  # padded prompts after the first
-        cells = rng.integers(0, 2, size=(b, n, cfg.bits_per_cell), dtype=np.uint8)
-        (logits,) = session.run(["cell_logits"], {"prior_tokens": tokens, "attention_mask": mask, "cells": cells})
+    prior = wrapper.prior
+    cfg = prior.config
+    length = int(rng.integers(2, 12))
+    tokens = rng.standard_normal((batch, length, cfg.width)).astype(np.float32)
+    mask = np.ones((batch, length), dtype=np.int64)
+    mask[1:, length // 2 :] = 0  # padded prompts after the first
+    cells = rng.integers(0, 2, size=(batch, cfg.num_cells, cfg.bits_per_cell), dtype=np.uint8)
+    keys, values = (c.numpy() for c in prior.empty_cache(batch))
+    ref_keys, ref_values = prior.empty_cache(batch)
+    worst, agree = 0.0, 0
+    for t in range(cfg.num_cells):
+        previous = np.ascontiguousarray(cells[:, t - 1])
+        feeds = {"prior_tokens": tokens, "attention_mask": mask, "previous_cell": previous,
+                 "step": np.array([t], dtype=np.int64), "keys": keys, "values": values}  # fmt: skip
+        logits, keys, values = session.run(["cell_logits", "new_keys", "new_values"], feeds)
         with torch.no_grad():
-            ref = wrapper(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(cells)).numpy()
-        if logits.shape != ref.shape:
-            raise ParityError(f"{name}: ONNX shape {logits.shape}, torch {ref.shape}")
-        worst = max(worst, float(np.abs(logits - ref).max()))
-        agree += int((logits.argmax(-1) == ref.argmax(-1)).sum())
-        rows += b * n
+            ref, ref_keys, ref_values = wrapper(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(previous),
+                                                torch.tensor([t]), ref_keys, ref_values)  # fmt: skip
+        if logits.shape != tuple(ref.shape):
+            raise ParityError(f"{name}: ONNX shape {logits.shape}, torch {tuple(ref.shape)}")
+        worst = max(worst, float(np.abs(logits - ref.numpy()).max()))
+        agree += int((logits.argmax(-1) == ref.numpy().argmax(-1)).sum())
+    rows = batch * cfg.num_cells
     passed = worst <= tolerance and agree == rows
-    message = (f"{name}: max |cell logit difference| = {worst:.3g} ({'<=' if worst <= tolerance else '>'} {tolerance:g}); "
-               f"most likely value agrees on {agree} of {rows} cells")  # fmt: skip
+    message = (f"{name}: max |cell logit difference| = {worst:.3g} over {cfg.num_cells} cached steps "
+               f"({'<=' if worst <= tolerance else '>'} {tolerance:g}); most likely value agrees on {agree} of {rows} cells")  # fmt: skip
     return ParityResult(name, {"max_abs_logit": worst, "argmax_agreement": agree / rows, "cells": rows,
                                "tolerance": tolerance}, passed, message)  # fmt: skip
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .bundle import LIBRARY_FILE, TOKENIZER_FILE, model_entry, read_manifest
 from .latents import MODES, LatentLibrary, nearest, refine_bits, sample_bits
-from .prior import sample_prior_cells
+from .prior import prompt_keys, sample_prior_cells
 from .prompts import PromptTokenizer, Tokenized
 
 __all__ = ["OnnxGenerator", "Prediction", "Generation", "encode_png", "available_providers", "generate_images",
@@ -190,7 +190,10 @@ class OnnxGenerator:
         self.prior_session = None
         if "prior" in self.manifest["models"] and "prior_tokens" in self._text_outputs:
             prior_file = self.bundle_dir / model_entry(self.manifest, "prior")["file"]
-            self.prior_session = ort.InferenceSession(str(prior_file), options, providers=self.providers)
+            # One thread: a step is ~290 tiny ops on one cell; waking a second thread for each cost
+            # more than it saved (default 8x8 prior, one latent: 39 ms with 1 thread, 55 ms with 2).
+            prior_options = session_options(1, spinning)
+            self.prior_session = ort.InferenceSession(str(prior_file), prior_options, providers=self.providers)
 
         spec = self.manifest["latent_spec"]
         self.latent_shape = (int(spec["bits_per_cell"]), int(spec["h"]), int(spec["w"]))
@@ -301,8 +304,9 @@ class OnnxGenerator:
         """Latents drawn from the cell prior, prompt-major, in chunks of at most ``max_batch`` rows."""
         step = max(1, self.max_batch // samples)
         mask = pred.tokens.attention_mask
+        keys = prompt_keys(pred.tokens.input_ids, mask)
         chunks = [sample_prior_cells(self.prior_session, pred.prior_tokens[lo : lo + step], mask[lo : lo + step],
-                                     self.latent_shape, temperature, seed, samples)
+                                     self.latent_shape, temperature, seed, samples, keys[lo : lo + step])
                   for lo in range(0, len(mask), step)]  # fmt: skip
         return np.concatenate(chunks)
 

@@ -1,32 +1,45 @@
 """Draw latents from the exported cell prior (``prior.onnx``), cell by cell, with numpy. No torch.
 
     prior_tokens (N, L, d), attention_mask (N, L)        from text_to_latent.onnx
-      -> for t = 0 .. T-1:  prior.onnx(tokens, mask, cells[:, :t+1]) -> cell_logits[:, t]  (N*S, 2^C)
+      keys, values = zeros (layers, N*S, H, T, d/H)
+      -> for t = 0 .. T-1:  prior.onnx(tokens, mask, cells[:, t-1], t, keys, values)
+                              -> cell_logits (N*S, 2^C), keys, values  (slot t written)
                             value_t ~ softmax(logits / temperature)      (argmax at temperature 0)
                             cells[:, t] = the C bits of value_t          (bit 0 most significant)
       -> bits uint8 (N * S, C, h, w), prompt-major
 
-Position t of ``cell_logits`` reads cells < t only, so the row at t is cell t's distribution
-whatever sits at t (a zero placeholder here). Each step recomputes the prefix: T(T+1)/2 cell
-positions in all, fine at the grids this project trains (8 x 8 cells by default).
+Each call computes one position against the cached keys and values of the cells before it
+(``CellPrior.step``), so a latent costs T calls of one position each.
 
-Seeds follow ``latents.sample_bits``: sample j draws its T uniforms from
-``numpy.random.default_rng([seed, j])``, shared by the prompts of a call, so a prompt's samples do
-not depend on the other prompts. The torch path (``CellPrior.sample``) draws with torch's
-generator: the same distribution, not the same draws; at temperature 0 both take the argmax.
+Seeds: sample j of a prompt draws its T uniforms from ``numpy.random.default_rng([seed, j, key])``,
+``key`` a checksum of the prompt's token ids (``prompt_keys``), so a prompt's samples depend on the
+seed and the prompt only, never on the other prompts of the call, and different prompts get
+independent draws. (Uniforms shared by all prompts, as ``latents.sample_bits`` does for the per-bit
+predictions, made the draws of a call move together: the attribute accuracy of 406 test captions
+spread over 6.8-12.3% across four seeds, against 10.3-10.8% for the torch path's independent draws.)
+The torch path (``CellPrior.sample``) draws with torch's generator: the same distribution, not the
+same draws; at temperature 0 both take the argmax.
 """
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
-__all__ = ["sample_prior_cells", "cell_bits"]
+__all__ = ["sample_prior_cells", "cell_bits", "prompt_keys"]
 
 
 def cell_bits(values: np.ndarray, c: int) -> np.ndarray:
     """Cell values (...,) in [0, 2^C) -> their bits (..., C) uint8, bit 0 the most significant."""
     shifts = np.arange(c - 1, -1, -1)
     return ((np.asarray(values)[..., None] >> shifts) & 1).astype(np.uint8)
+
+
+def prompt_keys(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """A uint32 key per prompt: the CRC-32 of its real token ids (padding ignored)."""
+    return np.array([zlib.crc32(np.ascontiguousarray(ids[m.astype(bool)], dtype=np.int64).tobytes())
+                     for ids, m in zip(input_ids, attention_mask)], dtype=np.uint32)  # fmt: skip
 
 
 def _draw(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> np.ndarray:
@@ -42,9 +55,10 @@ def _draw(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> np.nd
 
 def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.ndarray,
                        latent_shape: tuple[int, int, int], temperature: float = 1.0, seed: int = 0,
-                       samples: int = 1) -> np.ndarray:  # fmt: skip
+                       samples: int = 1, keys: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Latents drawn from ``session`` (an ONNX Runtime session of ``prior.onnx``) for N captions ->
-    bits uint8 (N * samples, C, h, w), prompt-major."""
+    bits uint8 (N * samples, C, h, w), prompt-major. ``keys`` (N,): ``prompt_keys`` of the captions
+    (None: 0 for all, so every caption draws with the same uniforms)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if samples < 1:
@@ -53,11 +67,18 @@ def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.nda
     n, steps = len(prior_tokens), h * w
     tokens = np.repeat(np.ascontiguousarray(prior_tokens, dtype=np.float32), samples, axis=0)  # (N*S, L, d)
     mask = np.repeat(np.ascontiguousarray(attention_mask, dtype=np.int64), samples, axis=0)  # (N*S, L)
-    uniforms = np.stack([np.random.default_rng([int(seed) & 0xFFFFFFFF, j]).random(steps) for j in range(samples)])
-    uniforms = np.tile(uniforms, (n, 1))  # (N*S, T): row i is sample i % S
+    layers, _, heads, slots, head_width = session.get_inputs()[4].shape  # keys: (layers, batch, H, T, d/H)
+    if slots != steps:
+        raise ValueError(f"prior.onnx caches {slots} cells, the latent has {steps}")
+    cache_keys = np.zeros((layers, n * samples, heads, slots, head_width), np.float32)
+    cache_values = np.zeros_like(cache_keys)
+    keys = np.zeros(n, np.uint32) if keys is None else np.asarray(keys, dtype=np.uint32)
+    uniforms = np.stack([np.random.default_rng([int(seed) & 0xFFFFFFFF, j, int(key)]).random(steps)
+                         for key in keys for j in range(samples)])  # (N*S, T), prompt-major  # fmt: skip
     cells = np.zeros((n * samples, steps, c), dtype=np.uint8)
     for t in range(steps):
-        (logits,) = session.run(["cell_logits"], {"prior_tokens": tokens, "attention_mask": mask,
-                                                  "cells": cells[:, : t + 1]})  # fmt: skip
-        cells[:, t] = cell_bits(_draw(logits[:, t], temperature, uniforms[:, t]), c)
+        feeds = {"prior_tokens": tokens, "attention_mask": mask, "previous_cell": np.ascontiguousarray(cells[:, t - 1]),
+                 "step": np.array([t], dtype=np.int64), "keys": cache_keys, "values": cache_values}  # fmt: skip
+        logits, cache_keys, cache_values = session.run(["cell_logits", "new_keys", "new_values"], feeds)
+        cells[:, t] = cell_bits(_draw(logits, temperature, uniforms[:, t]), c)
     return np.ascontiguousarray(cells.transpose(0, 2, 1).reshape(n * samples, c, h, w))

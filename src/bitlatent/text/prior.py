@@ -13,7 +13,8 @@
 A cell's C bits are one categorical variable (2^C values, C <= 10), so they are drawn jointly:
 bits drawn one by one could mix two pictures inside a cell. Training is teacher-forced (one pass:
 every cell's distribution given the true cells before it, cross-entropy). Sampling draws the
-cells one after another (``sample``) with a temperature and a seed. Unlike the per-bit predictor of ``model.py``,
+cells one after another (``sample``, one ``step`` per cell with cached keys and values) with a
+temperature and a seed. Unlike the per-bit predictor of ``model.py``,
 whose logits are the average over every latent a caption allows (which decodes to grey), a
 sample commits to one background and one place for each object, and later cells follow it.
 """
@@ -114,6 +115,17 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, T, d)
 
+    def step(self, x: torch.Tensor, t: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
+        """One position: x (B, 1, d) at position t (a (1,) int64 tensor), the keys and values of
+        every position so far (B, H, T, d/H; slots >= t unused) -> (B, 1, d) and the caches with
+        slot t written."""
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 3 x (B, H, 1, d/H)
+        slots = torch.arange(keys.shape[2], device=x.device)  # (T,)
+        here = (slots == t)[:, None]  # (T, 1)
+        keys, values = torch.where(here, k, keys), torch.where(here, v, values)  # (B, H, T, d/H)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=(slots <= t)[None, None, None, :])
+        return self.proj(y.transpose(1, 2).flatten(2)), keys, values  # (B, 1, d)
+
 
 class PriorBlock(nn.Module):
     """Pre-norm residual block: causal self-attention, cross-attention to the caption, MLP."""
@@ -130,7 +142,16 @@ class PriorBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.self_attn(self.norm_self(x))  # (B, T, d)
-        x = x + self.cross(self.norm_cross(x), tokens, mask)
+        return self._rest(x, tokens, mask)
+
+    def step(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, t: torch.Tensor,
+             keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
+        """``forward`` for one position t with cached keys / values (``CausalSelfAttention.step``)."""
+        y, keys, values = self.self_attn.step(self.norm_self(x), t, keys, values)
+        return self._rest(x + y, tokens, mask), keys, values
+
+    def _rest(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.cross(self.norm_cross(x), tokens, mask)  # (B, T, d)
         return x + self.mlp(self.norm_mlp(x))
 
 
@@ -169,6 +190,29 @@ class CellPrior(nn.Module):
     def forward(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         return self.cell_logits(self.encode_text(states), mask, cells_of(bits))  # (B, T, 2^C)
 
+    def empty_cache(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero key and value caches for ``step``: each (layers, B, H, T, d/H)."""
+        cfg = self.config
+        shape = (cfg.layers, batch, cfg.heads, cfg.num_cells, cfg.width // cfg.heads)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    def step(self, tokens: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor, t: torch.Tensor,
+             keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
+        """Cell t's logits from the cell before it, with cached keys and values: projected tokens
+        (B, L, d), mask (B, L), cell t-1 (B, C) in {0, 1} (ignored at t = 0, where the start vector
+        stands in), t a (1,) int64 tensor, caches (layers, B, H, T, d/H) from ``empty_cache`` or the
+        previous step -> logits (B, 2^C) (row t of ``cell_logits``) and the updated caches.
+        The ONNX export (``prior.onnx``) is this method: one call per cell, each the cost of one
+        position rather than of the whole prefix."""
+        embedded = torch.where(t == 0, self.start, self.cell_in(previous.float() * 2 - 1))  # (B, d)
+        x = (embedded + self.position[t])[:, None]  # (B, 1, d)
+        new_keys, new_values = [], []
+        for block, k, v in zip(self.blocks, keys, values):
+            x, k, v = block.step(x, tokens, mask.bool(), t, k, v)
+            new_keys.append(k)
+            new_values.append(v)
+        return self.head(self.out_norm(x))[:, 0], torch.stack(new_keys), torch.stack(new_values)
+
     def loss(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the true cells (nats per cell; / C / ln 2 for bits per bit)."""
         logits = self(states, mask, bits)  # (B, T, 2^C)
@@ -184,8 +228,11 @@ class CellPrior(nn.Module):
         tokens = self.encode_text(states)
         b = states.shape[0]
         cells = torch.zeros(b, cfg.num_cells, cfg.bits_per_cell, dtype=torch.uint8, device=states.device)
+        keys, values = self.empty_cache(b, states.device)
         for t in range(cfg.num_cells):
-            logits = self.cell_logits(tokens, mask, cells[:, : t + 1])[:, -1].float()  # (B, 2^C): cell t
+            step = torch.tensor([t], device=states.device)
+            logits, keys, values = self.step(tokens, mask, cells[:, t - 1], step, keys, values)  # (B, 2^C): cell t
+            logits = logits.float()
             if temperature <= 0:
                 value = logits.argmax(1)
             else:
