@@ -115,16 +115,19 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, T, d)
 
-    def step(self, x: torch.Tensor, t: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
-        """One position: x (B, 1, d) at position t (a (1,) int64 tensor), the keys and values of
-        every position so far (B, H, T, d/H; slots >= t unused) -> (B, 1, d) and the caches with
-        slot t written."""
-        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 3 x (B, H, 1, d/H)
-        slots = torch.arange(keys.shape[2], device=x.device)  # (T,)
-        here = (slots == t)[:, None]  # (T, 1)
+    def step(self, x: torch.Tensor, here: torch.Tensor, visible: torch.Tensor, keys: torch.Tensor,
+             values: torch.Tensor):  # fmt: skip
+        """One position t: x (B, 1, d), ``here`` (T, 1) true at slot t, ``visible`` (1, 1, 1, T) true
+        at slots <= t, the keys and values of every position so far (B, H, T, d/H; slots >= t
+        unused) -> (B, 1, d) and the caches with slot t written. With one position, (B, 1, H, d/H)
+        and (B, H, 1, d/H) are the same memory: plain reshapes with constant shapes, no
+        transposes, keep the exported graph small (it runs once per cell)."""
+        d = x.shape[-1]
+        head_shape = (-1, self.heads, 1, d // self.heads)
+        q, k, v = (y.reshape(head_shape) for y in self.qkv(x).split(d, dim=-1))  # 3 x (B, H, 1, d/H)
         keys, values = torch.where(here, k, keys), torch.where(here, v, values)  # (B, H, T, d/H)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=(slots <= t)[None, None, None, :])
-        return self.proj(y.transpose(1, 2).flatten(2)), keys, values  # (B, 1, d)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)  # (B, H, 1, d/H)
+        return self.proj(y.reshape(-1, 1, d)), keys, values  # (B, 1, d)
 
 
 class PriorBlock(nn.Module):
@@ -144,10 +147,10 @@ class PriorBlock(nn.Module):
         x = x + self.self_attn(self.norm_self(x))  # (B, T, d)
         return self._rest(x, tokens, mask)
 
-    def step(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, t: torch.Tensor,
-             keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
-        """``forward`` for one position t with cached keys / values (``CausalSelfAttention.step``)."""
-        y, keys, values = self.self_attn.step(self.norm_self(x), t, keys, values)
+    def step(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, here: torch.Tensor,
+             visible: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
+        """``forward`` for one position with cached keys / values (``CausalSelfAttention.step``)."""
+        y, keys, values = self.self_attn.step(self.norm_self(x), here, visible, keys, values)
         return self._rest(x + y, tokens, mask), keys, values
 
     def _rest(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -206,9 +209,12 @@ class CellPrior(nn.Module):
         position rather than of the whole prefix."""
         embedded = torch.where(t == 0, self.start, self.cell_in(previous.float() * 2 - 1))  # (B, d)
         x = (embedded + self.position[t])[:, None]  # (B, 1, d)
+        slots = torch.arange(self.config.num_cells, device=x.device)  # (T,)
+        here, visible = (slots == t)[:, None], (slots <= t)[None, None, None, :]  # (T, 1), (1, 1, 1, T)
+        mask = mask.bool()
         new_keys, new_values = [], []
         for block, k, v in zip(self.blocks, keys, values):
-            x, k, v = block.step(x, tokens, mask.bool(), t, k, v)
+            x, k, v = block.step(x, tokens, mask, here, visible, k, v)
             new_keys.append(k)
             new_values.append(v)
         return self.head(self.out_norm(x))[:, 0], torch.stack(new_keys), torch.stack(new_values)
