@@ -150,6 +150,9 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
               help="0: the most likely latent; above 0: sampled (with --seed), more varied as it grows. "
                    "Default: 1 for generate from a cell prior (greedy draws give background only), else 0.")
+@click.option("--guidance", type=click.FloatRange(min=0.0), default=None,
+              help="generate from a cell prior: classifier-free guidance weight, 1 = none, higher follows the "
+                   "caption more closely. Default: the text model's prior_guidance.")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="refine: fraction of the disagreeing bits moved toward the prediction.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -163,8 +166,8 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
               help="ONNX models: auto = fp16 on CUDA when the bundle has it, else fp32 (the graphs that match torch); "
                    "int8 = the int8 decoder on CPU (faster, ~0.3 dB lower PSNR).")
 @click.option("--torch", "use_torch", is_flag=True, help="Run the PyTorch models instead of the ONNX bundle.")
-def generate(prompts, output, mode, samples, temperature, strength, seed, scale, decoder_dir, text_model, library,
-             bundle, precision, use_torch):
+def generate(prompts, output, mode, samples, temperature, guidance, strength, seed, scale, decoder_dir, text_model,
+             library, bundle, precision, use_torch):
     """Text to image: one PNG, or a grid (a row per prompt, a column per sample).
 
     Runs the ONNX export with onnxruntime by default; --torch runs the PyTorch models.
@@ -180,7 +183,8 @@ def generate(prompts, output, mode, samples, temperature, strength, seed, scale,
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="PROMPTS") from error
     if use_torch:
-        images = _generate_torch(prompts, mode, samples, temperature, strength, seed, decoder_dir, text_model, library)
+        images = _generate_torch(prompts, mode, samples, temperature, guidance, strength, seed, decoder_dir, text_model,
+                                 library)
     else:
         from bitlatent.inference import OnnxGenerator
 
@@ -192,7 +196,7 @@ def generate(prompts, output, mode, samples, temperature, strength, seed, scale,
             warnings.simplefilter("always")
             try:
                 generator = OnnxGenerator(bundle, precision=precision)
-                images = generator.generate(prompts, mode, temperature=temperature, seed=seed,
+                images = generator.generate(prompts, mode, temperature=temperature, seed=seed, guidance=guidance,
                                             samples=samples, strength=strength)
             except ValueError as error:
                 raise click.ClickException(str(error)) from error
@@ -208,7 +212,7 @@ def generate(prompts, output, mode, samples, temperature, strength, seed, scale,
                f"{' (torch)' if use_torch else ' (onnxruntime)'}")
 
 
-def _generate_torch(prompts, mode, samples, temperature, strength, seed, decoder_dir, text_model, library):
+def _generate_torch(prompts, mode, samples, temperature, guidance, strength, seed, decoder_dir, text_model, library):
     """The PyTorch path of ``generate``: uint8 (prompts * samples, H, W, 3)."""
     import warnings
 
@@ -231,7 +235,8 @@ def _generate_torch(prompts, mode, samples, temperature, strength, seed, decoder
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = generate_latents(prompts, load_text_encoder(), model, mode, samples=samples,
-                                  temperature=temperature, seed=seed, strength=strength, library=packed)
+                                  temperature=temperature, seed=seed, strength=strength, library=packed,
+                                  guidance=guidance)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
     return decode_packed(decoder, pack_bits(result.bits))  # (prompts * samples, H, W, 3)

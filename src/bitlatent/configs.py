@@ -82,6 +82,9 @@ class EvaluationConfig:
     """Originals shown beside their reconstructions in the grid, per split (and generated images)."""
     generated_captions: int = 500
     """Test captions images are generated from, for attribute accuracy (synthetic source)."""
+    generate_guidance: float | None = None
+    """Classifier-free guidance of the generate mode's cell prior (None: the text model's
+    ``prior_guidance``; 1: none)."""
     generate_temperature: float = 1.0
     """Temperature of the generate mode (seed 0). 1: draws from the cell prior as trained (greedy
     draws, 0, collapse to the most likely cell, the background: 0.2% attribute accuracy against

@@ -25,7 +25,8 @@ def prior_head(decoder, seed: int = 0):
 
     torch.manual_seed(seed)
     config = TextToLatentConfig.for_spec(decoder.latent_spec, width=32, heads=2, layers=1, text_layers=1, code_bits=16,
-                                         image_code_hidden=32, max_length=16, prior_layers=1)  # fmt: skip
+                                         image_code_hidden=32, max_length=16, prior_layers=1, prior_caption_dropout=0.1,
+                                         prior_guidance=2.0)  # fmt: skip
     head = TextToLatent(config).eval()
     with torch.no_grad():
         head.prior.head.bias.normal_(0.0, 2.0)  # peaked, unequal cell distributions
@@ -66,11 +67,16 @@ def test_prior_graph_steps_give_the_teacher_forced_logits(bundle):
     with torch.no_grad():
         whole = prior.cell_logits(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(cells)).numpy()
     keys, values = (c.numpy() for c in prior.empty_cache(2))
-    assert [i.name for i in session.get_inputs()] == ["prior_tokens", "attention_mask", "previous_cell", "step", "keys", "values"]
+    assert [i.name for i in session.get_inputs()] == ["prior_tokens", "attention_mask", "previous_cell", "step", "keys",
+                                                      "values", "uncaptioned"]  # fmt: skip
+    uncaptioned = np.array([False, True])  # row 1 reads the "no caption" token
+    with torch.no_grad():
+        null_tokens, null_mask = prior.without_caption(torch.from_numpy(tokens), torch.from_numpy(mask))
+        whole[1] = prior.cell_logits(null_tokens, null_mask, torch.from_numpy(cells)).numpy()[1]
     for t in range(T):
-        logits, keys, values = session.run(None, {"prior_tokens": tokens, "attention_mask": mask,
-                                                  "previous_cell": np.ascontiguousarray(cells[:, t - 1]),
-                                                  "step": np.array([t]), "keys": keys, "values": values})  # fmt: skip
+        logits, keys[:, :, :, t], values[:, :, :, t] = session.run(None, {
+            "prior_tokens": tokens, "attention_mask": mask, "previous_cell": np.ascontiguousarray(cells[:, t - 1]),
+            "step": np.array([t]), "keys": keys, "values": values, "uncaptioned": uncaptioned})  # fmt: skip
         np.testing.assert_allclose(logits, whole[:, t], atol=1e-4)
 
 
@@ -93,9 +99,14 @@ def test_greedy_generate_is_the_torch_priors_greedy_draw(bundle):
     ids, mask = encoder.tokenize(PROMPTS, 16)
     with torch.no_grad():
         states = encoder.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        ref = head.prior.sample(states.float(), mask, temperature=0.0).numpy()
+        ref = head.prior.sample(states.float(), mask, temperature=0.0, guidance=2.0).numpy()  # the model's default
+        plain = head.prior.sample(states.float(), mask, temperature=0.0).numpy()
     np.testing.assert_array_equal(ours, ref)
-    assert len({row.tobytes() for row in ours}) == len(PROMPTS), "the captions draw different latents"
+    np.testing.assert_array_equal(generator.generate_bits(PROMPTS, temperature=0.0, guidance=1.0).bits, plain)
+    assert (ref != plain).any(), "guidance changes the draws"
+    assert len({row.tobytes() for row in plain}) == len(PROMPTS), "the captions draw different latents"
+    unconditional = generator.generate_bits(PROMPTS, temperature=0.0, guidance=0.0).bits
+    assert all((row == unconditional[0]).all() for row in unconditional), "guidance 0: no caption at all"
 
 
 def test_seeded_samples_follow_the_seed_and_ignore_other_prompts(bundle):
@@ -124,10 +135,10 @@ def test_first_cells_follow_the_priors_distribution(bundle):
     keys = np.zeros([d if isinstance(d, int) else 1 for d in session.get_inputs()[4].shape], np.float32)
     logits, _, _ = session.run(None, {"prior_tokens": pred.prior_tokens, "attention_mask": pred.tokens.attention_mask,
                                       "previous_cell": np.zeros((1, C), np.uint8), "step": np.array([0]),
-                                      "keys": keys, "values": keys})  # fmt: skip
+                                      "keys": keys, "values": keys, "uncaptioned": np.zeros(1, bool)})  # fmt: skip
     p = np.exp(logits[0] - logits[0].max())
     p /= p.sum()
-    bits = generator.generate_bits(PROMPTS[:1], samples=400, seed=0).bits  # (400, C, h, w)
+    bits = generator.generate_bits(PROMPTS[:1], samples=400, seed=0, guidance=1.0).bits  # (400, C, h, w)
     values = (bits[:, :, 0, 0].astype(int) * (2 ** np.arange(C - 1, -1, -1))).sum(1)
     freq = np.bincount(values, minlength=2**C) / 400
     assert np.abs(freq - p).max() < 0.08, (freq.round(3), p.round(3))

@@ -50,7 +50,9 @@ def test_cached_steps_give_the_teacher_forced_logits():
         keys, values = model.empty_cache(2)
         cells = cells_of(bits)
         for t in range(12):
-            logits, keys, values = model.step(tokens, mask, cells[:, t - 1], torch.tensor([t]), keys, values)
+            logits, key, value = model.step(tokens, mask, cells[:, t - 1], torch.tensor([t]), keys, values)
+            assert key.shape == value.shape == (2, 2, 2, 16)  # (layers, B, H, d/H): cell t's only
+            model.store_step(keys, values, t, key, value)
             torch.testing.assert_close(logits, whole[:, t], atol=1e-5, rtol=1e-5)
     assert keys.shape == (2, 2, 2, 12, 16) and keys.abs().amin(dim=(0, 1, 2, 4)).gt(0).all(), "every slot written"
 
@@ -98,3 +100,38 @@ def test_prior_draws_whole_pictures_where_per_bit_averages_do_not():
     is_b = (drawn == b).all((1, 2, 3))
     assert (is_a | is_b).all()
     assert is_a.any() and is_b.any()  # both pictures come out
+
+
+def test_no_caption_token_replaces_whole_captions_and_guidance_needs_it():
+    model = tiny(caption_dropout=0.2)
+    tokens, mask = torch.randn(3, 4, 32), torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    out, out_mask = model.without_caption(tokens, mask, torch.tensor([False, True, False]))
+    torch.testing.assert_close(out[[0, 2]], tokens[[0, 2]])
+    assert torch.equal(out[1], model.null.expand(4, -1)) and out_mask[1].tolist() == [True, False, False, False]
+    assert torch.equal(out_mask[[0, 2]], mask[[0, 2]])
+    with pytest.raises(ValueError, match="no 'no caption' token"):
+        tiny().sample(torch.randn(1, 5, 384), torch.ones(1, 5, dtype=torch.bool), guidance=2.0)
+    from bitlatent.text.model import TextToLatentConfig
+
+    with pytest.raises(ValueError, match="prior_caption_dropout > 0"):
+        TextToLatentConfig(latent_h=2, latent_w=2, bits_per_cell=2, image_size=8, prior_layers=1, prior_guidance=3.0)
+    TextToLatentConfig(latent_h=2, latent_w=2, bits_per_cell=2, image_size=8, prior_guidance=3.0)  # no prior: unused
+    TextToLatentConfig(latent_h=2, latent_w=2, bits_per_cell=2, image_size=8, prior_layers=1, prior_guidance=3.0,
+                       prior_caption_dropout=0.1)  # fmt: skip
+
+
+def test_guidance_one_is_the_plain_prior_and_zero_ignores_the_caption():
+    model = tiny(caption_dropout=0.2)
+    with torch.no_grad():  # captions that matter
+        model.token_proj.weight.normal_(0.0, 1.0)
+        for block in model.blocks:
+            block.cross.proj.weight.normal_(0.0, 1.0)
+    a, b = torch.randn(2, 5, 384), torch.randn(2, 5, 384)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+
+    def draw(states, guidance):
+        return model.sample(states, mask, 1.0, torch.Generator().manual_seed(0), guidance=guidance)
+
+    assert torch.equal(draw(a, 1.0), model.sample(a, mask, 1.0, torch.Generator().manual_seed(0)))
+    assert torch.equal(draw(a, 0.0), draw(b, 0.0))  # u + 0 * (c - u) = u: no caption at all
+    assert not torch.equal(draw(a, 3.0), draw(b, 3.0))

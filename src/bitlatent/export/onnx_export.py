@@ -10,7 +10,8 @@
                            -> prior_tokens float32 (batch, sequence, d)  only with a cell prior
     prior.onnx           one step of the cell prior: prior_tokens, attention_mask, previous_cell
                          uint8 (batch, C), step int64 (1,), keys, values float32 (layers, batch,
-                         H, h*w, d/H) -> cell_logits (batch, 2^C), new_keys, new_values
+                         H, h*w, d/H) -> cell_logits (batch, 2^C), cell_keys, cell_values
+                         (layers, batch, H, d/H): the caller stores them in slot `step`
 
 The decoder reads bits, not signs, so the text model's ``bits`` feed it directly (Triton's
 ensemble does exactly that). Both graphs are one file each (weights inside; external data
@@ -53,6 +54,7 @@ __all__ = [
     "export_decoder",
     "export_text_model",
     "export_prior",
+    "prior_inputs",
     "text_outputs",
     "convert_fp16",
     "graph_io",
@@ -69,7 +71,7 @@ DECODER_OUTPUTS = ["image", "image_float"]
 TEXT_INPUTS = ["input_ids", "attention_mask"]
 TEXT_OUTPUTS = ["bit_logits", "bits", "code_bits"]
 PRIOR_INPUTS = ["prior_tokens", "attention_mask", "previous_cell", "step", "keys", "values"]
-PRIOR_OUTPUTS = ["cell_logits", "new_keys", "new_values"]
+PRIOR_OUTPUTS = ["cell_logits", "cell_keys", "cell_values"]
 _PROTOBUF_LIMIT = 1_800_000_000  # bytes of weights past which external data is used (limit: 2 GiB)
 
 DOCS = {
@@ -83,11 +85,12 @@ DOCS = {
     "prior_tokens": "the caption's token states as the cell prior reads them (prior.onnx's input)",
     "previous_cell": "the bits of cell step - 1 in raster order, in {0, 1} (ignored at step 0)",
     "step": "index of the cell to predict, 0 .. h*w - 1",
-    "keys": "the prior's self-attention keys of cells 0 .. step - 1 (zeros at step 0): new_keys of the last call",
+    "keys": "the prior's self-attention keys of cells 0 .. step - 1 in slots 0 .. step - 1 (later slots unread)",
     "values": "the prior's self-attention values, as keys",
     "cell_logits": "logits of cell `step`'s 2^C values (bit 0 most significant) given the cells before it",
-    "new_keys": "keys with slot `step` written: the next call's keys",
-    "new_values": "values with slot `step` written: the next call's values",
+    "cell_keys": "cell `step`'s keys (layers, batch, H, d/H): store them in slot `step` of keys for the next call",
+    "cell_values": "cell `step`'s values, as cell_keys",
+    "uncaptioned": "rows that read the 'no caption' token instead of their caption (classifier-free guidance)",
 }
 
 
@@ -180,15 +183,24 @@ def text_outputs(head: nn.Module) -> list[str]:
 class PriorForExport(nn.Module):
     """One step of the cell prior (``CellPrior.step``): prior_tokens float32 (B, L, d),
     attention_mask int64 (B, L), previous_cell uint8 (B, C), step int64 (1,), keys and values
-    float32 (layers, B, H, T, d/H) -> cell_logits float32 (B, 2^C), new_keys, new_values."""
+    float32 (layers, B, H, T, d/H) [, uncaptioned bool (B,): rows that read the "no caption" token
+    instead, for classifier-free guidance; priors trained with caption dropout only] ->
+    cell_logits float32 (B, 2^C), cell_keys and cell_values float32 (layers, B, H, d/H)."""
 
     def __init__(self, prior: nn.Module):
         super().__init__()
         self.prior = prior
 
     def forward(self, prior_tokens: torch.Tensor, attention_mask: torch.Tensor, previous_cell: torch.Tensor,
-                step: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
+                step: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, uncaptioned: torch.Tensor | None = None):  # fmt: skip
+        if uncaptioned is not None:
+            prior_tokens, attention_mask = self.prior.without_caption(prior_tokens, attention_mask, uncaptioned)
         return self.prior.step(prior_tokens, attention_mask, previous_cell, step, keys, values)
+
+
+def prior_inputs(prior: nn.Module) -> list[str]:
+    """``prior.onnx``'s inputs: ``PRIOR_INPUTS``, plus ``uncaptioned`` for a prior with a "no caption" token."""
+    return PRIOR_INPUTS + (["uncaptioned"] if getattr(prior, "null", None) is not None else [])
 
 
 def _weight_bytes(module: nn.Module) -> int:
@@ -294,7 +306,8 @@ def export_text_model(encoder: nn.Module, head: nn.Module, path: str | Path, ops
 
 def export_prior(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
     """Write ``prior.onnx``, one step of the cell prior with cached keys and values (dynamic batch
-    and sequence). ``OnnxGenerator`` calls it once per cell, feeding each call's caches to the next."""
+    and sequence). ``OnnxGenerator`` calls it once per cell and stores each call's cell_keys /
+    cell_values in its caches for the next."""
     path = Path(path)
     cfg = prior.config
     tokens = torch.randn(2, 5, cfg.width)
@@ -306,7 +319,10 @@ def export_prior(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
     shapes = {"prior_tokens": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence},
               "previous_cell": {0: batch}, "step": None, "keys": {1: batch}, "values": {1: batch}}  # fmt: skip
     example = (tokens, mask, previous, torch.tensor([1]), keys, values)
-    _export(PriorForExport(prior).eval(), example, path, PRIOR_INPUTS, PRIOR_OUTPUTS, shapes, opset)
+    if prior.null is not None:
+        example += (torch.tensor([False, True]),)
+        shapes["uncaptioned"] = {0: batch}
+    _export(PriorForExport(prior).eval(), example, path, prior_inputs(prior), PRIOR_OUTPUTS, shapes, opset)
     return path
 
 

@@ -173,15 +173,22 @@ def prior_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.rando
     cells = rng.integers(0, 2, size=(batch, cfg.num_cells, cfg.bits_per_cell), dtype=np.uint8)
     keys, values = (c.numpy() for c in prior.empty_cache(batch))
     ref_keys, ref_values = prior.empty_cache(batch)
+    guided = getattr(prior, "null", None) is not None
+    uncaptioned = np.arange(batch) % 2 == 1  # every other row without its caption
     worst, agree = 0.0, 0
     for t in range(cfg.num_cells):
         previous = np.ascontiguousarray(cells[:, t - 1])
         feeds = {"prior_tokens": tokens, "attention_mask": mask, "previous_cell": previous,
                  "step": np.array([t], dtype=np.int64), "keys": keys, "values": values}  # fmt: skip
-        logits, keys, values = session.run(["cell_logits", "new_keys", "new_values"], feeds)
+        extra = (torch.from_numpy(uncaptioned),) if guided else ()
+        if guided:
+            feeds["uncaptioned"] = uncaptioned
+        logits, key, value = session.run(["cell_logits", "cell_keys", "cell_values"], feeds)
+        keys[:, :, :, t], values[:, :, :, t] = key, value
         with torch.no_grad():
-            ref, ref_keys, ref_values = wrapper(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(previous),
-                                                torch.tensor([t]), ref_keys, ref_values)  # fmt: skip
+            ref, ref_key, ref_value = wrapper(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(previous),
+                                              torch.tensor([t]), ref_keys, ref_values, *extra)  # fmt: skip
+            prior.store_step(ref_keys, ref_values, t, ref_key, ref_value)
         if logits.shape != tuple(ref.shape):
             raise ParityError(f"{name}: ONNX shape {logits.shape}, torch {tuple(ref.shape)}")
         worst = max(worst, float(np.abs(logits - ref.numpy()).max()))

@@ -253,6 +253,11 @@ class OnnxGenerator:
                           np.concatenate(codes) if codes else None, tokens,
                           np.concatenate(prior_tokens) if prior_tokens else None)  # fmt: skip
 
+    @property
+    def default_guidance(self) -> float:
+        """The text model's ``prior_guidance`` (classifier-free guidance of generate; 1: none)."""
+        return float((self.manifest.get("text_model") or {}).get("prior_guidance", 1.0))
+
     def default_temperature(self, mode: str) -> float:
         """1 for generate from a cell prior (its most likely cell is background: greedy draws are
         empty pictures), 0 (the most likely bits) otherwise."""
@@ -271,9 +276,11 @@ class OnnxGenerator:
         return np.concatenate(images) if images else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def generate_bits(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float | None = None,
-                      seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True) -> Generation:  # fmt: skip
+                      seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True,
+                      guidance: float | None = None) -> Generation:  # fmt: skip
         """Prompts -> latent bits uint8 (N * samples, C, h, w), prompt-major (see ``latents.py``).
-        ``temperature`` None: ``default_temperature(mode)``."""
+        ``temperature`` None: ``default_temperature(mode)``; ``guidance`` (generate from a cell
+        prior) None: ``default_guidance``."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
         if mode not in self.modes:
@@ -287,7 +294,8 @@ class OnnxGenerator:
         truncated = pred.tokens.truncated
         if mode == "generate":
             if self.prior_session is not None:
-                bits = self._sample_prior(pred, temperature, seed, samples)
+                guidance = self.default_guidance if guidance is None else float(guidance)
+                bits = self._sample_prior(pred, temperature, seed, samples, guidance)
                 return Generation(bits, prompt_index, None, truncated)
             bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
             return Generation(bits.reshape(n * samples, *self.latent_shape), prompt_index, None, truncated)
@@ -300,18 +308,19 @@ class OnnxGenerator:
         logits = np.repeat(pred.bit_logits, samples, axis=0)
         return Generation(refine_bits(start, logits, strength, target), prompt_index, rows, truncated)
 
-    def _sample_prior(self, pred: Prediction, temperature: float, seed: int, samples: int) -> np.ndarray:
+    def _sample_prior(self, pred: Prediction, temperature: float, seed: int, samples: int, guidance: float) -> np.ndarray:
         """Latents drawn from the cell prior, prompt-major, in chunks of at most ``max_batch`` rows."""
-        step = max(1, self.max_batch // samples)
+        step = max(1, self.max_batch // (samples * (2 if guidance != 1.0 else 1)))
         mask = pred.tokens.attention_mask
         keys = prompt_keys(pred.tokens.input_ids, mask)
         chunks = [sample_prior_cells(self.prior_session, pred.prior_tokens[lo : lo + step], mask[lo : lo + step],
-                                     self.latent_shape, temperature, seed, samples, keys[lo : lo + step])
+                                     self.latent_shape, temperature, seed, samples, keys[lo : lo + step], guidance)
                   for lo in range(0, len(mask), step)]  # fmt: skip
         return np.concatenate(chunks)
 
     def generate(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float | None = None,
-                 seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True) -> np.ndarray:  # fmt: skip
+                 seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True,
+                 guidance: float | None = None) -> np.ndarray:  # fmt: skip
         """Prompts -> images uint8 (N * samples, H, W, 3), prompt-major.
 
         ``mode``: "generate" (drawn from the cell prior when the bundle has one, else the predicted
@@ -320,7 +329,7 @@ class OnnxGenerator:
         ``ValueError``; a prompt over the token limit is truncated with a ``UserWarning``.
         """
         gen = self.generate_bits(prompts, mode, temperature=temperature, seed=seed, samples=samples,
-                                 strength=strength, warn=warn)  # fmt: skip
+                                 strength=strength, warn=warn, guidance=guidance)  # fmt: skip
         return self.decode(gen.bits)
 
     def generate_png(self, prompts: str | Sequence[str], **kwargs: Any) -> list[bytes]:

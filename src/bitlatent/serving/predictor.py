@@ -5,7 +5,8 @@ Request (``POST /v2/models/<name>/infer``)::
     inputs:      [{"name": "prompt", "datatype": "BYTES", "shape": [B] or [B, 1], "data": ["a red circle", ...]}]
     parameters:  optional: mode ("retrieve" | "generate" | "refine"; default: retrieve when the bundle
                  carries a latent library, else generate), temperature (>= 0; default 1 for
-                 generate from a cell prior, else 0),
+                 generate from a cell prior, else 0), guidance
+                 (classifier-free guidance of the cell prior, 0..max_guidance; default: the model's),
                  seed (int), samples (images per prompt), strength (refine, 0..1)
     outputs:     optional: [{"name": "image"}, {"name": "png"}]; default: "image" only
 
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 PROMPT_INPUT = "prompt"
 IMAGE_OUTPUT = "image"
 PNG_OUTPUT = "png"
-_PARAMETERS = {"mode", "temperature", "seed", "samples", "strength", "binary_data_output"}
+_PARAMETERS = {"mode", "temperature", "guidance", "seed", "samples", "strength", "binary_data_output"}
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ServingLimits:
     truncate_long_prompts: bool = False
     """False: a prompt over the model's token limit is a 400. True: it is cut (and logged)."""
     max_temperature: float = 10.0
+    max_guidance: float = 20.0
     max_body_bytes: int = 1 << 20
     """Largest request body (bytes); enforced by the HTTP layer (``app.RequestGuard``)."""
 
@@ -167,7 +169,8 @@ class BitlatentModel(kserve.Model):
                                       self.limits.max_temperature),
                 "seed": number("seed", int, 0, 0, 2**32 - 1),
                 "samples": number("samples", int, 1, 1, self.limits.max_batch),
-                "strength": number("strength", float, 0.5, 0.0, 1.0)}  # fmt: skip
+                "strength": number("strength", float, 0.5, 0.0, 1.0),
+                "guidance": number("guidance", float, self.generator.default_guidance, 0.0, self.limits.max_guidance)}  # fmt: skip
 
     def _outputs(self, request: InferRequest) -> tuple[bool, bool]:
         """(png wanted, png as binary) from the request's ``outputs``."""

@@ -155,17 +155,20 @@ def sample_bits(bit_logits: np.ndarray, temperature: float = 0.0, seed: int = 0,
 
 
 def prior_samples(model: TextToLatent, features: TextFeatures, temperature: float = 0.0, seed: int = 0,
-                  samples: int = 1, batch_size: int = 256) -> np.ndarray:
+                  samples: int = 1, batch_size: int = 256, guidance: float | None = None) -> np.ndarray:  # fmt: skip
     """Latents drawn from the model's cell prior -> bits uint8 (n, samples, C, h, w). Sample j's
-    draws come from a generator seeded by (seed, j); at temperature 0 (greedy) all are alike."""
+    draws come from a generator seeded by (seed, j); at temperature 0 (greedy) all are alike.
+    ``guidance``: classifier-free guidance weight (``CellPrior.sample``; 1: none; None: the
+    model's ``prior_guidance``)."""
+    guidance = model.config.prior_guidance if guidance is None else float(guidance)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if temperature == 0:
-        once = sample_prior(model.prior, features, 0.0, batch_size=batch_size)  # (n, C, h, w)
+        once = sample_prior(model.prior, features, 0.0, batch_size=batch_size, guidance=guidance)  # (n, C, h, w)
         return np.repeat(once[:, None], samples, axis=1)
-    draws = [sample_prior(model.prior, features, temperature, int(seed) * 1_000_003 + j, batch_size)
+    draws = [sample_prior(model.prior, features, temperature, int(seed) * 1_000_003 + j, batch_size, guidance)
              for j in range(samples)]
     return np.stack(draws, axis=1)
 
@@ -182,6 +185,7 @@ def generate_from_features(
     library: np.ndarray | None = None,
     library_codes: np.ndarray | None = None,
     batch_size: int = 256,
+    guidance: float | None = None,
 ) -> Generation:
     """Latent bits for already-encoded captions (see ``generate_latents``)."""
     if mode not in MODES:
@@ -191,7 +195,7 @@ def generate_from_features(
     prompt_index = np.repeat(np.arange(n, dtype=np.int64), samples)
     if mode == "generate":
         if model.prior is not None:
-            bits = prior_samples(model, features, temperature, seed, samples, batch_size)  # (n, S, C, h, w)
+            bits = prior_samples(model, features, temperature, seed, samples, batch_size, guidance)  # (n, S, C, h, w)
         else:
             bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
         return Generation(bits.reshape(n * samples, *bits.shape[2:]), prompt_index, None)
@@ -223,6 +227,7 @@ def generate_latents(
     library: np.ndarray | None = None,
     library_codes: np.ndarray | None = None,
     batch_size: int = 256,
+    guidance: float | None = None,
 ) -> Generation:
     """Prompts -> latent bits uint8 (n_prompts * samples, C, h, w), in one of ``MODES``.
 
@@ -237,5 +242,5 @@ def generate_latents(
     features = encoder.encode(prompts, model.config.max_length, batch_size=batch_size, progress=False)
     return generate_from_features(
         model, features, mode, samples=samples, temperature=temperature, seed=seed, strength=strength,
-        library=library, library_codes=library_codes, batch_size=batch_size,
+        library=library, library_codes=library_codes, batch_size=batch_size, guidance=guidance,
     )  # fmt: skip

@@ -6,7 +6,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["Attention", "mlp"]
+__all__ = ["Attention", "mlp", "attend_one", "additive_mask"]
+
+MASKED = -1e9
+"""Additive score of a masked position: exp underflows to exactly 0 in float32, and unlike -inf a
+row with nothing visible gives no NaN to guard against (which the exported graph would check)."""
+
+
+def additive_mask(visible: torch.Tensor) -> torch.Tensor:
+    """bool (..., L), True = attend -> float32 (..., L): 0 where visible, ``MASKED`` elsewhere."""
+    return torch.where(visible, 0.0, MASKED)
+
+
+def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Attention of one query per head, written out (the exported per-cell graph stays small):
+    q (B, H, 1, e), k and v (B, H, L, e), bias broadcastable to (B, H, 1, L) -> (B, H, 1, e).
+    Every row needs one visible position (bias 0)."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + bias  # (B, H, 1, L)
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 class Attention(nn.Module):
@@ -26,6 +43,14 @@ class Attention(nn.Module):
         attn_mask = mask[:, None, None, :] if mask is not None else None  # (B, 1, 1, L), True = attend
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, Q, d)
+
+    def one_query(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``forward`` for one query per row, x (B, d), inference only, with the mask as an
+        additive ``bias`` (B, 1, 1, L) (``additive_mask``) -> (B, d)."""
+        d = x.shape[-1]
+        q = self.q(x).reshape(-1, self.heads, 1, d // self.heads)  # (B, H, 1, d/H): no transpose needed
+        k, v = self.kv(context).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, d/H)
+        return self.proj(attend_one(q, k, v, bias).reshape(-1, d))
 
 
 def mlp(d: int, ratio: int, dropout: float) -> nn.Sequential:

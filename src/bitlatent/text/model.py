@@ -101,6 +101,12 @@ class TextToLatentConfig:
     ``bits_per_cell`` <= 10); ``generate`` then draws latents from it. 0: no prior."""
     prior_dropout: float = 0.1
     """Dropout of the cell prior while training (it overfits small latent sets quickly)."""
+    prior_caption_dropout: float = 0.0
+    """Fraction of captions the cell prior trains without (``CellPriorConfig.caption_dropout``):
+    needed for classifier-free guidance when sampling."""
+    prior_guidance: float = 1.0
+    """Default classifier-free guidance weight of ``generate`` (``CellPrior.sample``): 1 is none;
+    any other value needs ``prior_caption_dropout`` > 0. Unused without a prior."""
     code_bits: int = 64
     """``K``: bits of the shared text / image code used for Hamming retrieval."""
     image_code_hidden: int = 512
@@ -122,6 +128,9 @@ class TextToLatentConfig:
             raise ValueError("layers, text_layers and prior_layers must be >= 0")
         if self.prior_layers:
             self.prior_config()  # validates the prior's fields (C <= 10, dropout)
+        if self.prior_guidance < 0 or (self.prior_layers and self.prior_guidance != 1.0 and self.prior_caption_dropout <= 0):
+            raise ValueError(f"prior_guidance {self.prior_guidance} needs a cell prior trained with "
+                             f"prior_caption_dropout > 0 (1.0: no guidance)")
         if self.patch < 1 or self.latent_h % self.patch or self.latent_w % self.patch:
             raise ValueError(f"patch {self.patch} must divide the latent grid {self.latent_h} x {self.latent_w}")
         if self.width % self.heads:
@@ -146,7 +155,7 @@ class TextToLatentConfig:
         return CellPriorConfig(latent_h=self.latent_h, latent_w=self.latent_w, bits_per_cell=self.bits_per_cell,
                                text_dim=self.text_dim, width=self.width, heads=self.heads,
                                layers=max(self.prior_layers, 1), mlp_ratio=self.mlp_ratio,
-                               dropout=self.prior_dropout)  # fmt: skip
+                               dropout=self.prior_dropout, caption_dropout=self.prior_caption_dropout)  # fmt: skip
 
     @classmethod
     def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Attention, mlp
+from .layers import Attention, additive_mask, attend_one, mlp
 
 __all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "sample_prior"]
 
@@ -58,6 +58,10 @@ class CellPriorConfig:
     """Hidden width of each block's MLP, as a multiple of ``width``."""
     dropout: float = 0.1
     """Dropout on attention weights and MLP outputs while training."""
+    caption_dropout: float = 0.0
+    """Fraction of training captions replaced by a learned "no caption" token, so the prior also
+    learns p(cells) without text: what classifier-free guidance (``guidance`` > 1 when sampling)
+    steers away from. 0: no such token (and no guidance)."""
 
     def __post_init__(self) -> None:
         for name in ("latent_h", "latent_w", "bits_per_cell", "text_dim", "width", "heads", "layers", "mlp_ratio"):
@@ -69,8 +73,8 @@ class CellPriorConfig:
                              f"{MAX_BITS_PER_CELL}, got {self.bits_per_cell}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.caption_dropout < 1.0:
+            raise ValueError("dropout and caption_dropout must be in [0, 1)")
 
     @property
     def num_cells(self) -> int:
@@ -115,19 +119,20 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, T, d)
 
-    def step(self, x: torch.Tensor, here: torch.Tensor, visible: torch.Tensor, keys: torch.Tensor,
-             values: torch.Tensor):  # fmt: skip
-        """One position t: x (B, 1, d), ``here`` (T, 1) true at slot t, ``visible`` (1, 1, 1, T) true
-        at slots <= t, the keys and values of every position so far (B, H, T, d/H; slots >= t
-        unused) -> (B, 1, d) and the caches with slot t written. With one position, (B, 1, H, d/H)
-        and (B, H, 1, d/H) are the same memory: plain reshapes with constant shapes, no
-        transposes, keep the exported graph small (it runs once per cell)."""
+    def step(self, x: torch.Tensor, bias: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
+        """One position t: x (B, d), ``bias`` (1, 1, 1, T) 0 at slots < t and masked from t on
+        (``additive_mask``), the keys and values of the positions before (B, H, T, d/H; slots >= t
+        unused) -> (B, d) and this position's key and value (B, H, d/H), for the caller to store
+        in slot t. The caches are only read: the graph copies nothing of their size.
+        One position as (B, d): the linear layers export as single Gemm nodes, and (B, d) and
+        (B, H, 1, d/H) are the same memory, so plain reshapes with constant shapes, no transposes,
+        keep the exported graph small (it runs once per cell)."""
         d = x.shape[-1]
         head_shape = (-1, self.heads, 1, d // self.heads)
         q, k, v = (y.reshape(head_shape) for y in self.qkv(x).split(d, dim=-1))  # 3 x (B, H, 1, d/H)
-        keys, values = torch.where(here, k, keys), torch.where(here, v, values)  # (B, H, T, d/H)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)  # (B, H, 1, d/H)
-        return self.proj(y.reshape(-1, 1, d)), keys, values  # (B, 1, d)
+        y = attend_one(q, torch.cat([keys, k], 2), torch.cat([values, v], 2),
+                       torch.cat([bias, bias.new_zeros(1, 1, 1, 1)], 3))  # (B, H, 1, d/H): slots < t and t
+        return self.proj(y.reshape(-1, d)), k[:, :, 0], v[:, :, 0]  # (B, d), 2 x (B, H, d/H)
 
 
 class PriorBlock(nn.Module):
@@ -145,17 +150,17 @@ class PriorBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.self_attn(self.norm_self(x))  # (B, T, d)
-        return self._rest(x, tokens, mask)
-
-    def step(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, here: torch.Tensor,
-             visible: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
-        """``forward`` for one position with cached keys / values (``CausalSelfAttention.step``)."""
-        y, keys, values = self.self_attn.step(self.norm_self(x), here, visible, keys, values)
-        return self._rest(x + y, tokens, mask), keys, values
-
-    def _rest(self, x: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.cross(self.norm_cross(x), tokens, mask)  # (B, T, d)
+        x = x + self.cross(self.norm_cross(x), tokens, mask)
         return x + self.mlp(self.norm_mlp(x))
+
+    def step(self, x: torch.Tensor, tokens: torch.Tensor, token_bias: torch.Tensor, cell_bias: torch.Tensor,
+             keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
+        """``forward`` for one position with cached keys / values (``CausalSelfAttention.step``);
+        the masks come as additive biases: ``token_bias`` (B, 1, 1, L), ``cell_bias`` (1, 1, 1, T)."""
+        y, key, value = self.self_attn.step(self.norm_self(x), cell_bias, keys, values)
+        x = x + y
+        x = x + self.cross.one_query(self.norm_cross(x), tokens, token_bias)  # (B, d)
+        return x + self.mlp(self.norm_mlp(x)), key, value
 
 
 class CellPrior(nn.Module):
@@ -174,9 +179,23 @@ class CellPrior(nn.Module):
         self.blocks = nn.ModuleList(PriorBlock(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, 2**cfg.bits_per_cell)
+        # the "no caption" token (caption dropout, classifier-free guidance), in projected token space
+        self.null = nn.Parameter(torch.randn(d) * 0.02) if cfg.caption_dropout > 0 else None
 
     def encode_text(self, states: torch.Tensor) -> torch.Tensor:
         return self.token_proj(self.token_norm(states))  # (B, L, d)
+
+    def without_caption(self, tokens: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor | None = None):
+        """Projected tokens (B, L, d) and mask (B, L) with ``rows`` (B,) bool (all when None)
+        replaced by the "no caption" token: the null vector at position 0, every other token masked."""
+        if self.null is None:
+            raise ValueError("this prior has no 'no caption' token: train it with caption_dropout > 0")
+        b, length = mask.shape
+        rows = torch.ones(b, dtype=torch.bool, device=mask.device) if rows is None else rows
+        first = (torch.arange(length, device=mask.device) == 0).expand(b, -1)  # (B, L)
+        tokens = torch.where(rows[:, None, None], self.null.to(tokens.dtype).expand_as(tokens), tokens)
+        rows = rows[:, None]
+        return tokens, (rows & first) | (~rows & mask.bool())  # not torch.where: ONNX Runtime has no bool Where
 
     def cell_logits(self, tokens: torch.Tensor, mask: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
         """Projected tokens (B, L, d), mask (B, L), the first n cells (B, n, C) in {0, 1}, 1 <= n <= T
@@ -203,42 +222,64 @@ class CellPrior(nn.Module):
              keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
         """Cell t's logits from the cell before it, with cached keys and values: projected tokens
         (B, L, d), mask (B, L), cell t-1 (B, C) in {0, 1} (ignored at t = 0, where the start vector
-        stands in), t a (1,) int64 tensor, caches (layers, B, H, T, d/H) from ``empty_cache`` or the
-        previous step -> logits (B, 2^C) (row t of ``cell_logits``) and the updated caches.
-        The ONNX export (``prior.onnx``) is this method: one call per cell, each the cost of one
-        position rather than of the whole prefix."""
+        stands in), t a (1,) int64 tensor, caches (layers, B, H, T, d/H) (``empty_cache``) holding
+        cells 0..t-1 in slots 0..t-1 -> logits (B, 2^C) (row t of ``cell_logits``) and cell t's keys
+        and values (layers, B, H, d/H): store them in slot t before the next step
+        (``store_step``). The ONNX export (``prior.onnx``) is this method: one call per cell, each
+        the cost of one position rather than of the whole prefix."""
         embedded = torch.where(t == 0, self.start, self.cell_in(previous.float() * 2 - 1))  # (B, d)
-        x = (embedded + self.position[t])[:, None]  # (B, 1, d)
+        x = embedded + self.position[t]  # (B, d): one position
         slots = torch.arange(self.config.num_cells, device=x.device)  # (T,)
-        here, visible = (slots == t)[:, None], (slots <= t)[None, None, None, :]  # (T, 1), (1, 1, 1, T)
-        mask = mask.bool()
+        cell_bias = additive_mask(slots < t)[None, None, None, :]  # (1, 1, 1, T): the cells before t
+        token_bias = additive_mask(mask.bool())[:, None, None, :]  # (B, 1, 1, L)
         new_keys, new_values = [], []
         for block, k, v in zip(self.blocks, keys, values):
-            x, k, v = block.step(x, tokens, mask, here, visible, k, v)
+            x, k, v = block.step(x, tokens, token_bias, cell_bias, k, v)
             new_keys.append(k)
             new_values.append(v)
-        return self.head(self.out_norm(x))[:, 0], torch.stack(new_keys), torch.stack(new_values)
+        return self.head(self.out_norm(x)), torch.stack(new_keys), torch.stack(new_values)  # (B, 2^C), 2 x (layers, B, H, d/H)
+
+    @staticmethod
+    def store_step(keys: torch.Tensor, values: torch.Tensor, t: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Write ``step``'s cell-t keys and values (layers, B, H, d/H) into slot t of the caches, in place."""
+        keys[:, :, :, t] = key
+        values[:, :, :, t] = value
 
     def loss(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy of the true cells (nats per cell; / C / ln 2 for bits per bit)."""
-        logits = self(states, mask, bits)  # (B, T, 2^C)
+        """Mean cross-entropy of the true cells (nats per cell; / C / ln 2 for bits per bit). While
+        training, a ``caption_dropout`` fraction of the captions is replaced by the "no caption" token."""
+        tokens, mask = self.encode_text(states), mask.bool()
+        if self.training and self.null is not None:
+            dropped = torch.rand(mask.shape[0], device=mask.device) < self.config.caption_dropout
+            tokens, mask = self.without_caption(tokens, mask, dropped)
+        logits = self.cell_logits(tokens, mask, cells_of(bits))  # (B, T, 2^C)
         return F.cross_entropy(logits.flatten(0, 1), cell_values(cells_of(bits)).flatten())
 
     @torch.no_grad()
     def sample(self, states: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, guidance: float = 1.0) -> torch.Tensor:
         """Draw latents cell by cell -> bits uint8 (B, C, h, w). ``temperature`` 0: each cell's most
         likely value given the cells drawn before it (greedy); > 0: softmax(logits / T), drawn with
-        ``generator`` on the CPU (so a seed gives the same latents on any device)."""
+        ``generator`` on the CPU (so a seed gives the same latents on any device). ``guidance`` g != 1
+        (classifier-free guidance; needs the "no caption" token): each step's logits are
+        ``u + g * (c - u)``, c given the caption, u given no caption."""
         cfg = self.config
-        tokens = self.encode_text(states)
+        tokens, mask = self.encode_text(states), mask.bool()
         b = states.shape[0]
+        guided = guidance != 1.0
+        if guided:  # rows b.. are the same latents without their captions
+            tokens, mask = torch.cat([tokens, tokens]), torch.cat([mask, mask])
+            tokens, mask = self.without_caption(tokens, mask, torch.arange(2 * b, device=mask.device) >= b)
         cells = torch.zeros(b, cfg.num_cells, cfg.bits_per_cell, dtype=torch.uint8, device=states.device)
-        keys, values = self.empty_cache(b, states.device)
+        keys, values = self.empty_cache(len(mask), states.device)
         for t in range(cfg.num_cells):
             step = torch.tensor([t], device=states.device)
-            logits, keys, values = self.step(tokens, mask, cells[:, t - 1], step, keys, values)  # (B, 2^C): cell t
+            previous = cells[:, t - 1].repeat(2, 1) if guided else cells[:, t - 1]
+            logits, key, value = self.step(tokens, mask, previous, step, keys, values)  # (B or 2B, 2^C): cell t
+            self.store_step(keys, values, t, key, value)
             logits = logits.float()
+            if guided:
+                logits = logits[b:] + guidance * (logits[:b] - logits[b:])
             if temperature <= 0:
                 value = logits.argmax(1)
             else:
@@ -248,7 +289,8 @@ class CellPrior(nn.Module):
         return grid_of(cells, cfg.latent_h, cfg.latent_w)
 
 
-def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
+                 guidance: float = 1.0) -> np.ndarray:  # fmt: skip
     """Latents drawn for every caption of ``features`` (``TextFeatures``) -> uint8 (n, C, h, w)."""
     device = next(prior.parameters()).device
     was_training = prior.training
@@ -257,7 +299,7 @@ def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int
     out = []
     for lo in range(0, len(features), batch_size):
         states, mask = features.padded(np.arange(lo, min(lo + batch_size, len(features))), device)
-        out.append(prior.sample(states, mask, temperature, g).cpu().numpy())
+        out.append(prior.sample(states, mask, temperature, g, guidance).cpu().numpy())
     prior.train(was_training)
     cfg = prior.config
     return np.concatenate(out) if out else np.zeros((0, cfg.bits_per_cell, cfg.latent_h, cfg.latent_w), np.uint8)

@@ -87,12 +87,15 @@ def evaluate_text(
     features = cache.get(rows["caption"].tolist(), encoder)
     library = training_library(latents, align.train_splits, config.library_images)
     temperature = {"generate": config.generate_temperature}
+    guidance = text_to_latent.config.prior_guidance if config.generate_guidance is None else config.generate_guidance
     by_mode = {mode: decode_packed(decoder, pack_bits(generate_from_features(
-        text_to_latent, features, mode, library=library, temperature=temperature.get(mode, 0.0), seed=0).bits))
-        for mode in MODES}  # fmt: skip
+        text_to_latent, features, mode, library=library, temperature=temperature.get(mode, 0.0), seed=0,
+        guidance=guidance).bits)) for mode in MODES}  # fmt: skip
     generated = by_mode["generate"]  # (n, H, W, 3)
     source = "cell prior" if text_to_latent.prior is not None else "per-bit predictions"
     generator = f"{source}, temperature {config.generate_temperature:g}, seed 0"
+    if text_to_latent.prior is not None:
+        generator += f", guidance {guidance:g}"
     own = decode_packed(decoder, pack_bits(test.latent_bits[test.image_index[: len(rows)]]))  # each caption's image
     if rows["attributes"].notna().all() and len(rows):
         synthetic = SyntheticConfig.from_dict(DataConfig.from_dict(data).synthetic)
