@@ -340,14 +340,16 @@ class OnnxGenerator:
 
 def generate_images(bundle_dir: str | Path, prompts: str | Sequence[str], output_dir: str | Path, *,
                     mode: str = "generate", temperature: float | None = None, seed: int = 0, samples: int = 1,
-                    strength: float = 0.5, device: str = "auto", precision: str = "auto") -> list[Path]:  # fmt: skip
+                    strength: float = 0.5, device: str = "auto", precision: str = "auto",
+                    guidance: float | None = None) -> list[Path]:  # fmt: skip
     """``bitlatent generate`` without click: render prompts with a bundle, write one PNG per image.
 
     Files are ``<output_dir>/<prompt number>_<sample number>.png`` (e.g. ``000_00.png``), each
     written atomically. Returns their paths, prompt-major.
     """
     generator = OnnxGenerator(bundle_dir, device=device, precision=precision)
-    images = generator.generate(prompts, mode, temperature=temperature, seed=seed, samples=samples, strength=strength)
+    images = generator.generate(prompts, mode, temperature=temperature, seed=seed, samples=samples, strength=strength,
+                                guidance=guidance)
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
