@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import Attention, additive_mask, attend_one, mlp
+from .layers import Attention, additive_mask, mlp
 
 __all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "sample_prior"]
 
@@ -130,8 +130,13 @@ class CausalSelfAttention(nn.Module):
         d = x.shape[-1]
         head_shape = (-1, self.heads, 1, d // self.heads)
         q, k, v = (y.reshape(head_shape) for y in self.qkv(x).split(d, dim=-1))  # 3 x (B, H, 1, d/H)
-        y = attend_one(q, torch.cat([keys, k], 2), torch.cat([values, v], 2),
-                       torch.cat([bias, bias.new_zeros(1, 1, 1, 1)], 3))  # (B, H, 1, d/H): slots < t and t
+        # scores over the cached slots and over this position, side by side: concatenating the
+        # caches with k / v instead would copy both caches on every step
+        scale = (d // self.heads) ** -0.5
+        cached = torch.matmul(q, keys.transpose(-1, -2)) * scale + bias  # (B, H, 1, T)
+        own = (q * k).sum(-1, keepdim=True) * scale  # (B, H, 1, 1)
+        weights = torch.softmax(torch.cat([cached, own], -1), dim=-1)  # (B, H, 1, T + 1)
+        y = torch.matmul(weights[..., :-1], values) + weights[..., -1:] * v  # (B, H, 1, d/H)
         return self.proj(y.reshape(-1, d)), k[:, :, 0], v[:, :, 0]  # (B, d), 2 x (B, H, d/H)
 
 
