@@ -22,7 +22,9 @@ class TrainConfig:
     amp: bool = True
     """Mixed precision on CUDA: bf16 where supported, else fp16 with a gradient scaler."""
     cpu_bf16: bool = False
-    """bf16 autocast on CPU too (several times faster on CPUs with AMX; deterministic)."""
+    """bf16 autocast on CPU too: deterministic, and on CPUs with AMX (Sapphire Rapids and later)
+    2.6x faster pretraining steps with the same PSNR (2-core Xeon, 64x64, batch 32: 216 -> 83 ms;
+    held-out 22.75 dB either way). Without AMX / AVX512-BF16, bf16 is emulated and slower."""
     channels_last: bool = True
     """Run convolutions in channels-last memory format (faster on CPU and on tensor cores)."""
     loss: str = "mse"
