@@ -262,9 +262,10 @@ def md_inference(res: dict) -> list[str]:
 
 def md_rate_distortion(res: dict) -> list[str]:
     at = res.get("codec_psnr_at_bits", {})
-    lines = [f"Held-out {res.get('data')}, {res.get('n_test')} images; PSNR over the set (dB).", "",
+    trained = f"decoders trained on {res.get('n_train')} images x {res.get('epochs')} epochs" + (", bf16" if res.get("bf16") else "")
+    lines = [f"Held-out {res.get('data')}, {res.get('n_test')} images ({trained}); PSNR over the set (dB).", "",
              "| bits / image | bitlatent | JPEG | WebP |", "| ---: | ---: | ---: | ---: |"]
-    for o in res.get("ours", []):
+    for o in sorted(res.get("ours", []), key=lambda o: o["bits_per_image"]):
         b = o["bits_per_image"]
         lines.append(f"| {b:,} | {_f(o['psnr'])} | {_f(at.get('jpeg', {}).get(str(b), at.get('jpeg', {}).get(b)))} | "
                      f"{_f(at.get('webp', {}).get(str(b), at.get('webp', {}).get(b)))} |")
