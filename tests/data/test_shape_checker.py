@@ -15,6 +15,7 @@ from bitlatent.data.shape_checker import (
     SHAPES,
     SIZES,
     attribute_accuracy,
+    attribute_breakdown,
     check_attributes,
     detect_objects,
     shape_alpha,
@@ -73,6 +74,14 @@ def test_a_wrong_claim_is_caught(size: int, attribute: str) -> None:
         lies.append(wrong)
     assert flagged / claims >= 0.97
     assert attribute_accuracy(images, lies) <= 0.8
+    breakdown = attribute_breakdown(images, lies)  # the lie shows in its own attribute only
+    assert breakdown[attribute] <= 0.03
+    # a claim in the wrong cell pairs by colour with the nearest blob of that colour: where two
+    # objects share a colour, that can be the other one, with its own shape and size
+    floor = 0.9 if attribute == "position" else 0.97
+    assert min(breakdown[k] for k in VOCAB if k != attribute) >= floor
+    assert breakdown["objects_found"] >= 0.97
+    assert breakdown["accuracy"] == attribute_accuracy(images, lies)
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -85,6 +94,7 @@ def test_blank_and_noise_images_score_low(size: int) -> None:
     smooth = np.stack([np.asarray(Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8))
                                   .resize((size, size), Image.Resampling.BICUBIC)) for _ in data])
     assert attribute_accuracy(blank, claims) == 0.0
+    assert attribute_breakdown(blank, claims)["objects_found"] == 0.0
     assert attribute_accuracy(noise, claims) < 0.05
     assert attribute_accuracy(smooth, claims) < 0.3  # saturated blobs that are not objects on a ground
 

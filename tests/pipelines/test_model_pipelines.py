@@ -104,6 +104,11 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
     assert generation["by_mode"]["generate"]["attribute_accuracy_unseen"] == generation["attribute_accuracy_unseen"]
     for scores in (*generation["by_mode"].values(), generation["reconstructed"]):
         assert scores["captions_seen"] + scores["captions_unseen"] == 40
+        for name in ("seen", "unseen"):  # the four attributes average to the accuracy
+            parts = scores[f"attributes_{name}"]
+            assert set(parts) == {"shape", "colour", "size", "position", "objects_found"}
+            four = (parts["shape"] + parts["colour"] + parts["size"] + parts["position"]) / 4
+            assert four == pytest.approx(scores[f"attribute_accuracy_{name}"])
     train_images = sum(metrics["reconstruction"][s]["images"] for s in ("pretrain", "adapt"))
     assert generation["library_images"] == train_images  # never the test latents
     assert Path("data/08_reporting/generation_grid.png").stat().st_size > 1000

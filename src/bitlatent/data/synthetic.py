@@ -24,7 +24,7 @@ from PIL import Image
 
 from bitlatent.data.records import RawPair
 from bitlatent.data.shape_checker import (  # noqa: F401  (re-exported API)
-    COLOUR_HUES, COLOURS, POSITIONS, SHAPES, SIZES, attribute_accuracy, cell_edges,
+    COLOUR_HUES, COLOURS, POSITIONS, SHAPES, SIZES, attribute_accuracy, attribute_breakdown, cell_edges,
     check_attributes, extent_range, shape_alpha,
 )
 

@@ -16,7 +16,7 @@ from bitlatent.core.decoder import BinaryLatentDecoder
 from bitlatent.core.train import decode_packed
 from bitlatent.data.config import DataConfig
 from bitlatent.data.latent_shards import LatentShard
-from bitlatent.data.synthetic import SyntheticConfig, attribute_accuracy, is_heldout
+from bitlatent.data.synthetic import SyntheticConfig, attribute_breakdown, is_heldout
 from bitlatent.datasets.models import LatentParts
 from bitlatent.pipelines.alignment.nodes import all_latents, alignment_data
 from bitlatent.reporting.plots import captioned_grid
@@ -32,15 +32,18 @@ SPLIT = "test"
 
 def attribute_scores(pairs: pd.DataFrame, images: np.ndarray, synthetic: SyntheticConfig) -> dict[str, Any]:
     """The checker's accuracy on images generated from captions, split by whether the caption's
-    (colour, shape) combinations were held out of training."""
+    (colour, shape) combinations were held out of training, and per attribute
+    (``attributes_<unseen|seen>``: shape, colour, size, position, and the objects found at all)."""
     attributes = [json.loads(a) for a in pairs["attributes"]]
     unseen = np.array([is_heldout(a, synthetic) for a in attributes])
     scores: dict[str, Any] = {}
     for name, mask in (("unseen", unseen), ("seen", ~unseen)):
         if mask.any():
             chosen = [a for a, m in zip(attributes, mask) if m]
-            scores[f"attribute_accuracy_{name}"] = attribute_accuracy(images[mask], chosen)
+            breakdown = attribute_breakdown(images[mask], chosen)
+            scores[f"attribute_accuracy_{name}"] = breakdown.pop("accuracy")
             scores[f"captions_{name}"] = int(mask.sum())
+            scores[f"attributes_{name}"] = breakdown
     return scores
 
 
