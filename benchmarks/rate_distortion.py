@@ -21,6 +21,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -72,7 +73,8 @@ def main() -> None:
         decoder = pretrain(train, BinaryLatentDecoder(cfg), TrainConfig(**base, epochs=args.epochs, latent_lr=args.latent_lr)).decoder
         seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        fit = fit_latents(decoder, test, TrainConfig(**base, fit_steps=args.fit_steps, fit_lr=args.fit_lr, fit_batch_size=256))
+        fit = fit_latents(decoder, test, TrainConfig(**base, fit_steps=args.fit_steps, fit_lr=args.fit_lr,
+                                                      fit_betas=flickr["fit_betas"], fit_batch_size=256))
         ours.append({"bits_per_image": bits, "psnr": fit.psnr, "psnr_mean_per_image": fit.psnr_mean_per_image,
                      "epochs": args.epochs, "pretrain_seconds": seconds, "fit_seconds": time.perf_counter() - t0,
                      "decoder_parameters": decoder.num_parameters(),
@@ -81,18 +83,20 @@ def main() -> None:
         plot(ours, codecs, args.bits, data, result_name("rate_distortion", args.device))
         payload = {"machine": machine(), "device": args.device, "data": data, "n_train": len(train), "n_test": len(test),
                    "epochs": args.epochs, "fit_steps": args.fit_steps, "threads": args.threads, "bf16": args.bf16,
-                   "latent_lr": args.latent_lr, "fit_lr": args.fit_lr,
+                   "latent_lr": args.latent_lr, "fit_lr": args.fit_lr, "fit_betas": flickr["fit_betas"],
                    "ours": ours, "codec_psnr_at_bits": at, "codec_curves": codecs}
         print(f"wrote {write_result(result_name('rate_distortion', args.device), payload)}", flush=True)
 
 
-def flickr8k_learning_rates() -> dict[str, float]:
-    """The latent and fitting learning rates of ``conf/flickr8k``, so the curve trains as that environment does."""
+def flickr8k_learning_rates() -> dict[str, Any]:
+    """The latent and fitting learning rates (and fitting betas) of ``conf/flickr8k``, so the curve trains as that
+    environment does."""
     import yaml
 
     params = yaml.safe_load((Path(__file__).parents[1] / "conf" / "flickr8k" / "parameters.yml").read_text())
     return {"latent_lr": params["pretraining"]["train"]["latent_lr"],
-            "fit_lr": params["latent_adaptation"]["train"]["fit_lr"]}
+            "fit_lr": params["latent_adaptation"]["train"]["fit_lr"],
+            "fit_betas": tuple(params["latent_adaptation"]["train"]["fit_betas"])}
 
 
 def plot(ours: list[dict], codecs: dict, bits: list[int], data: str, name: str = "rate_distortion") -> None:
