@@ -57,3 +57,11 @@ def test_vae_comparison_runs_end_to_end(tmp_path):
         assert d["steps"]["memory"][model]["total_bytes"] > 0
         assert d["race"][model]["heldout_psnr_final"] > 5.0  # a real image, not NaN or black
     assert (tmp_path / "vae_comparison_synthetic32.png").stat().st_size > 0
+
+
+def test_fit_settings_parses_a_setting_and_rejects_a_malformed_one():
+    import fit_settings
+
+    assert fit_settings.parse_setting("1.0,0.5,0.9,100") == {"fit_lr": 1.0, "fit_betas": (0.5, 0.9), "fit_steps": 100}
+    with pytest.raises(SystemExit, match="fit_lr,beta1,beta2,fit_steps"):
+        fit_settings.parse_setting("1.0,0.5")
