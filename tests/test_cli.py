@@ -42,6 +42,21 @@ def test_encode_then_decode(tmp_path: Path, decoder_dir: Path):
     assert len(pngs) == 2 and Image.open(pngs[0]).size == (16, 16)
 
 
+def test_encode_takes_the_fitting_rate_and_betas_and_rejects_bad_betas(tmp_path: Path, decoder_dir: Path):
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(image)
+    runner = CliRunner()
+    args = ["encode", str(image), "--decoder", str(decoder_dir), "--steps", "3"]
+    slow = runner.invoke(main, [*args, "-o", str(tmp_path / "slow.npz"), "--lr", "0.001", "--betas", "0.5,0.9"])
+    fast = runner.invoke(main, [*args, "-o", str(tmp_path / "fast.npz"), "--lr", "1.0", "--betas", "0.5,0.9"])
+    assert slow.exit_code == 0 and fast.exit_code == 0, slow.output + fast.output
+    # from near-zero logits, 3 steps of 0.001 flip no bit of the starting pattern; 3 steps of 1.0 do
+    assert (load_latent_shard(tmp_path / "slow.npz").bits != load_latent_shard(tmp_path / "fast.npz").bits).any()
+    bad = runner.invoke(main, [*args, "-o", str(tmp_path / "bad.npz"), "--betas", "0.9"])
+    assert bad.exit_code == 2 and "two numbers in [0, 1)" in bad.output
+    assert not (tmp_path / "bad.npz").exists()
+
+
 def test_missing_decoder_names_the_command_that_makes_it(tmp_path: Path):
     done = CliRunner().invoke(main, ["decode", __file__, "-o", str(tmp_path), "--decoder", str(tmp_path / "none")])
     assert done.exit_code != 0

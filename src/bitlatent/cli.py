@@ -45,6 +45,19 @@ def _image_files(inputs: tuple[str, ...]) -> list[Path]:
 cli = click.Group(name="bitlatent-kedro")
 
 
+def _parse_betas(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float] | None:
+    """"0.5,0.9" -> (0.5, 0.9), each in [0, 1)."""
+    if value is None:
+        return None
+    try:
+        betas = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        betas = ()
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise click.BadParameter(f"two numbers in [0, 1) separated by a comma, e.g. 0.5,0.9; got {value!r}")
+    return betas
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(bitlatent.__version__, prog_name="bitlatent")
 def main() -> None:
@@ -55,9 +68,14 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Latent file (.npz) to write.")
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True, help="Decoder folder.")
-@click.option("--steps", type=int, default=None, help="Fitting steps (default: the decoder's training setting).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Fitting steps (default: TrainConfig's, 100).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Fitting learning rate (default: TrainConfig's, 1.0; conf/flickr8k fits photos with 0.3).")
+@click.option("--betas", default=None, callback=_parse_betas, metavar="B1,B2",
+              help="Adam betas of the fitting (default: TrainConfig's, 0.5,0.9; conf/flickr8k: 0.9,0.99).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | None, seed: int) -> None:
+def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | None, lr: float | None,
+           betas: tuple[float, float] | None, seed: int) -> None:
     """Fit binary latents for image files or folders with the frozen decoder."""
     from bitlatent.core.train import TrainConfig, fit_latents
     from bitlatent.data.images import decode_image_file
@@ -77,7 +95,8 @@ def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | 
         click.echo(f"skipped {path}: {reason}", err=True)
     if not images:
         raise click.ClickException("no image could be decoded")
-    config = TrainConfig(seed=seed, **({"fit_steps": steps} if steps is not None else {}))
+    given = {"fit_steps": steps, "fit_lr": lr, "fit_betas": betas}
+    config = TrainConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
     result = fit_latents(decoder, np.stack(images), config)
     save_latent_shard(Path(output), LatentShard(result.packed, np.asarray(names, dtype=str), spec))
     click.echo(f"wrote {len(images)} latents of {spec.bits_per_image} bits ({spec.bits_per_pixel:.3f} bpp) "
