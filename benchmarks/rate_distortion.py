@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=20, help="Pretraining epochs per bit budget.")
     parser.add_argument("--fit-steps", type=int, default=100)
-    flickr = flickr8k_learning_rates()
+    flickr = flickr8k_fit_settings()
     parser.add_argument("--latent-lr", type=float, default=flickr["latent_lr"],
                         help="Pretraining latent learning rate (default: conf/flickr8k's; 0.5 lost 0.2 dB over 72 epochs).")
     parser.add_argument("--fit-lr", type=float, default=flickr["fit_lr"], help="Fitting learning rate (default: conf/flickr8k's).")
@@ -88,7 +88,7 @@ def main() -> None:
         print(f"wrote {write_result(result_name('rate_distortion', args.device), payload)}", flush=True)
 
 
-def flickr8k_learning_rates() -> dict[str, Any]:
+def flickr8k_fit_settings() -> dict[str, Any]:
     """The latent and fitting learning rates (and fitting betas) of ``conf/flickr8k``, so the curve trains as that
     environment does."""
     import yaml

@@ -58,6 +58,28 @@ def _parse_betas(ctx: click.Context, param: click.Parameter, value: str | None) 
     return betas
 
 
+def _fit_options(command):
+    """``--steps``, ``--lr`` and ``--betas``: the fitting of latents with the frozen decoder (encode, evaluate)."""
+    options = [
+        click.option("--steps", type=click.IntRange(min=1), default=None, help="Fitting steps (default: TrainConfig's, 100)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Fitting learning rate (default: TrainConfig's, 1.0; conf/flickr8k fits photos with 0.3)."),
+        click.option("--betas", default=None, callback=_parse_betas, metavar="B1,B2",
+                     help="Adam betas of the fitting (default: TrainConfig's, 0.5,0.9; conf/flickr8k: 0.9,0.99)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _fit_config(steps: int | None, lr: float | None, betas: tuple[float, float] | None, seed: int = 0):
+    """A ``TrainConfig`` with the given fitting options, TrainConfig's defaults for the rest."""
+    from bitlatent.core.train import TrainConfig
+
+    given = {"fit_steps": steps, "fit_lr": lr, "fit_betas": betas}
+    return TrainConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(bitlatent.__version__, prog_name="bitlatent")
 def main() -> None:
@@ -68,16 +90,12 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Latent file (.npz) to write.")
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True, help="Decoder folder.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Fitting steps (default: TrainConfig's, 100).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Fitting learning rate (default: TrainConfig's, 1.0; conf/flickr8k fits photos with 0.3).")
-@click.option("--betas", default=None, callback=_parse_betas, metavar="B1,B2",
-              help="Adam betas of the fitting (default: TrainConfig's, 0.5,0.9; conf/flickr8k: 0.9,0.99).")
+@_fit_options
 @click.option("--seed", type=int, default=0, show_default=True)
 def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | None, lr: float | None,
            betas: tuple[float, float] | None, seed: int) -> None:
     """Fit binary latents for image files or folders with the frozen decoder."""
-    from bitlatent.core.train import TrainConfig, fit_latents
+    from bitlatent.core.train import fit_latents
     from bitlatent.data.images import decode_image_file
     from bitlatent.data.latent_shards import LatentShard, save_latent_shard
 
@@ -95,9 +113,7 @@ def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | 
         click.echo(f"skipped {path}: {reason}", err=True)
     if not images:
         raise click.ClickException("no image could be decoded")
-    given = {"fit_steps": steps, "fit_lr": lr, "fit_betas": betas}
-    config = TrainConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
-    result = fit_latents(decoder, np.stack(images), config)
+    result = fit_latents(decoder, np.stack(images), _fit_config(steps, lr, betas, seed))
     save_latent_shard(Path(output), LatentShard(result.packed, np.asarray(names, dtype=str), spec))
     click.echo(f"wrote {len(images)} latents of {spec.bits_per_image} bits ({spec.bits_per_pixel:.3f} bpp) "
                f"to {output}; reconstruction PSNR {result.psnr:.2f} dB")
@@ -268,16 +284,15 @@ def _generate_torch(prompts, mode, samples, temperature, guidance, strength, see
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="data/08_reporting/external_metrics.json",
               show_default=True, help="JSON file for the metrics.")
 @click.option("--max-pairs", type=int, default=None, help="Read at most this many rows.")
-@click.option("--steps", type=int, default=None, help="Latent fitting steps (default: TrainConfig's).")
+@_fit_options
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True)
 @click.option("--text-model", default=DEFAULT_TEXT_MODEL, show_default=True,
               help="Text-to-latent model; alignment metrics are skipped when it is absent.")
-def evaluate(data_format, path, output, max_pairs, steps, decoder_dir, text_model) -> None:
+def evaluate(data_format, path, output, max_pairs, steps, lr, betas, decoder_dir, text_model) -> None:
     """Metrics of the trained models on an external held-out dataset (nothing is trained on it)."""
     import json
 
     from bitlatent.core.io import atomic_write_bytes
-    from bitlatent.core.train import TrainConfig
     from bitlatent.evaluation.external import evaluate_external
     from bitlatent.text.model import load_text_to_latent
 
@@ -285,9 +300,8 @@ def evaluate(data_format, path, output, max_pairs, steps, decoder_dir, text_mode
     text = load_text_to_latent(text_model) if Path(text_model).is_dir() else None
     if text is None:
         click.echo(f"no text model in {text_model}: reconstruction metrics only", err=True)
-    fit = TrainConfig(**({"fit_steps": steps} if steps is not None else {}))
     try:
-        metrics = evaluate_external(data_format, path, decoder, text, max_pairs=max_pairs, fit=fit)
+        metrics = evaluate_external(data_format, path, decoder, text, max_pairs=max_pairs, fit=_fit_config(steps, lr, betas))
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     atomic_write_bytes(Path(output), json.dumps(metrics, indent=2).encode())
