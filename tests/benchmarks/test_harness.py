@@ -65,3 +65,16 @@ def test_fit_settings_parses_a_setting_and_rejects_a_malformed_one():
     assert fit_settings.parse_setting("1.0,0.5,0.9,100") == {"fit_lr": 1.0, "fit_betas": (0.5, 0.9), "fit_steps": 100}
     with pytest.raises(SystemExit, match="fit_lr,beta1,beta2,fit_steps"):
         fit_settings.parse_setting("1.0,0.5")
+
+
+def test_decoder_ceiling_scores_reconstructions_end_to_end(tmp_path):
+    done = _run("decoder_ceiling.py", "--only", "s32_8x8x8", "--train", "16", "--heldout", "8", "--epochs", "2",
+                results=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    res = json.loads((tmp_path / "decoder_ceiling.json").read_text())
+    d = res["decoders"]["s32_8x8x8"]
+    assert res["heldout_images"] == 8 and d["bits_per_image"] == 512 and d["image_size"] == 32
+    assert d["heldout_psnr"] > 5.0  # a real image, not NaN or black
+    for scores in (d["heldout_attributes"], d["pretrain_attributes"]):
+        assert set(scores) >= {"accuracy", "shape", "colour", "size", "position"}
+        assert all(0.0 <= v <= 1.0 for v in scores.values())
