@@ -4,8 +4,8 @@
     python benchmarks/run_all.py --quick    # a few minutes on a laptop CPU
 
 Each script runs in its own process (a failure or a missing script is recorded, never fatal):
-ingest (``--sizes``), vae_comparison, adaptation_speed, rate_distortion (full size only) and
-inference (``--quick`` when it supports it). Each writes ``results/<name>.json``; this script then
+ingest (``--sizes``), vae_comparison, adaptation_speed, rate_distortion and decoder_ceiling (full
+size only) and inference (``--quick`` when it supports it). Each writes ``results/<name>.json``; this script then
 writes ``results.json`` (machine, date, versions, what ran, every result), ``results.md`` (tables)
 and PNG plots in ``results/``. When torch sees a GPU, the torch benchmarks run a second time with
 ``--device cuda`` and their GPU figures (``results/<name>_cuda.json``) sit beside the CPU ones.
@@ -50,6 +50,7 @@ def plan(quick: bool, gpu: bool = False) -> list[tuple[str, list[str], int]]:
     ]
     if not quick:
         steps.append(("rate_distortion", [], 6 * 3600))
+        steps.append(("decoder_ceiling", [], 3600))
     steps.append(("inference", q, 900 if quick else 3600))
     if gpu:
         steps += [(f"{name}_cuda", [*args, "--device", "cuda"], timeout)

@@ -22,6 +22,8 @@ def test_plan_adds_gpu_runs_only_with_a_gpu():
     names = [n for n, _, _ in cpu]
     assert names == ["ingest", "vae_comparison", "adaptation_speed", "inference"]
     assert all("--device" not in args for _, args, _ in cpu)
+    full = [n for n, _, _ in run_all.plan(quick=False)]
+    assert full == ["ingest", "vae_comparison", "adaptation_speed", "rate_distortion", "decoder_ceiling", "inference"]
     gpu = run_all.plan(quick=False, gpu=True)
     cuda = {n: args for n, args, _ in gpu if n.endswith("_cuda")}
     assert set(cuda) == {f"{n}_cuda" for n in run_all.GPU_BENCHMARKS}  # ingest has no GPU part
