@@ -77,6 +77,28 @@ def test_config_validation():
         CellPriorConfig(**{**TINY, "layers": 0})
     with pytest.raises(ValueError, match="C must be <= 10"):
         CellPriorConfig(**{**TINY, "bits_per_cell": 16})
+    with pytest.raises(ValueError, match="attention_dropout"):
+        CellPriorConfig(**{**TINY, "attention_dropout": 1.0})
+
+
+def test_attention_dropout_is_separate_from_mlp_dropout():
+    """Attention weights train without dropout unless asked (the fused kernel); the MLPs keep theirs."""
+    from bitlatent.text.model import TextToLatentConfig
+
+    plain = TextToLatentConfig(latent_h=4, latent_w=4, prior_layers=1, prior_dropout=0.2).prior_config()
+    assert plain.dropout == 0.2 and plain.attention_dropout == 0.0
+    prior = CellPrior(TextToLatentConfig(latent_h=4, latent_w=4, prior_layers=1, prior_dropout=0.2,
+                                         prior_attention_dropout=0.1).prior_config())
+    block = prior.blocks[0]
+    assert block.self_attn.dropout == 0.1 and block.cross.dropout == 0.1 and block.mlp[-1].p == 0.2
+    # the attention dropout acts in training mode only: two training passes differ, eval passes do not
+    mlp_off = CellPrior(CellPriorConfig(**{**TINY, "attention_dropout": 0.5}))
+    states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
+    bits = torch.randint(0, 2, (2, 2, 3, 4), dtype=torch.uint8)
+    mlp_off.train()
+    assert not torch.allclose(mlp_off(states, mask, bits), mlp_off(states, mask, bits))
+    mlp_off.eval()
+    assert torch.equal(mlp_off(states, mask, bits), mlp_off(states, mask, bits))
 
 
 def test_prior_draws_whole_pictures_where_per_bit_averages_do_not():

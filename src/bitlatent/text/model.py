@@ -101,6 +101,9 @@ class TextToLatentConfig:
     ``bits_per_cell`` <= 10); ``generate`` then draws latents from it. 0: no prior."""
     prior_dropout: float = 0.1
     """Dropout of the cell prior while training (it overfits small latent sets quickly)."""
+    prior_attention_dropout: float = 0.0
+    """Dropout on the cell prior's attention weights while training (``CellPriorConfig.attention_dropout``:
+    0 keeps the fused attention kernel, nearly 3x faster on a CPU at 256 cells)."""
     prior_caption_dropout: float = 0.0
     """Fraction of captions the cell prior trains without (``CellPriorConfig.caption_dropout``):
     needed for classifier-free guidance when sampling."""
@@ -155,7 +158,8 @@ class TextToLatentConfig:
         return CellPriorConfig(latent_h=self.latent_h, latent_w=self.latent_w, bits_per_cell=self.bits_per_cell,
                                text_dim=self.text_dim, width=self.width, heads=self.heads,
                                layers=max(self.prior_layers, 1), mlp_ratio=self.mlp_ratio,
-                               dropout=self.prior_dropout, caption_dropout=self.prior_caption_dropout)  # fmt: skip
+                               dropout=self.prior_dropout, attention_dropout=self.prior_attention_dropout,
+                               caption_dropout=self.prior_caption_dropout)  # fmt: skip
 
     @classmethod
     def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":

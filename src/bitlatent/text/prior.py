@@ -57,7 +57,11 @@ class CellPriorConfig:
     mlp_ratio: int = 4
     """Hidden width of each block's MLP, as a multiple of ``width``."""
     dropout: float = 0.1
-    """Dropout on attention weights and MLP outputs while training."""
+    """Dropout on the MLP outputs while training."""
+    attention_dropout: float = 0.0
+    """Dropout on the attention weights while training. 0 lets ``scaled_dot_product_attention`` use
+    its fused kernel; any other value makes it build every (T x T) weight matrix and its dropout
+    mask: with 0.1, training steps took 2.9x as long at 256 cells on a 2-core CPU."""
     caption_dropout: float = 0.0
     """Fraction of training captions replaced by a learned "no caption" token, so the prior also
     learns p(cells) without text: what classifier-free guidance (``guidance`` > 1 when sampling)
@@ -73,8 +77,8 @@ class CellPriorConfig:
                              f"{MAX_BITS_PER_CELL}, got {self.bits_per_cell}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.caption_dropout < 1.0:
-            raise ValueError("dropout and caption_dropout must be in [0, 1)")
+        if not all(0.0 <= p < 1.0 for p in (self.dropout, self.attention_dropout, self.caption_dropout)):
+            raise ValueError("dropout, attention_dropout and caption_dropout must be in [0, 1)")
 
     @property
     def num_cells(self) -> int:
@@ -147,9 +151,9 @@ class PriorBlock(nn.Module):
         super().__init__()
         d = cfg.width
         self.norm_self = nn.LayerNorm(d)
-        self.self_attn = CausalSelfAttention(d, cfg.heads, cfg.dropout)
+        self.self_attn = CausalSelfAttention(d, cfg.heads, cfg.attention_dropout)
         self.norm_cross = nn.LayerNorm(d)
-        self.cross = Attention(d, cfg.heads, cfg.dropout)
+        self.cross = Attention(d, cfg.heads, cfg.attention_dropout)
         self.norm_mlp = nn.LayerNorm(d)
         self.mlp = mlp(d, cfg.mlp_ratio, cfg.dropout)
 
