@@ -5,9 +5,9 @@
 
 Each script runs in its own process (a failure or a missing script is recorded, never fatal):
 ingest (``--sizes``), vae_comparison, adaptation_speed, rate_distortion and decoder_ceiling (full
-size only) and inference (``--quick`` when it supports it). Each writes ``results/<name>.json``; this script then
-writes ``results.json`` (machine, date, versions, what ran, every result), ``results.md`` (tables)
-and PNG plots in ``results/``. When torch sees a GPU, the torch benchmarks run a second time with
+size only) and inference (``--quick`` when it supports it). Each writes ``results/<name>.json``;
+this script then writes ``results.json`` (machine, date, versions, what ran, every result),
+``results.md`` (tables) and PNG plots in ``results/``. When torch sees a GPU, the torch benchmarks run a second time with
 ``--device cuda`` and their GPU figures (``results/<name>_cuda.json``) sit beside the CPU ones.
 """
 

@@ -92,13 +92,13 @@ def test_attention_dropout_is_separate_from_mlp_dropout():
     block = prior.blocks[0]
     assert block.self_attn.dropout == 0.1 and block.cross.dropout == 0.1 and block.mlp[-1].p == 0.2
     # the attention dropout acts in training mode only: two training passes differ, eval passes do not
-    mlp_off = CellPrior(CellPriorConfig(**{**TINY, "attention_dropout": 0.5}))
+    attention_only = CellPrior(CellPriorConfig(**{**TINY, "attention_dropout": 0.5}))
     states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
     bits = torch.randint(0, 2, (2, 2, 3, 4), dtype=torch.uint8)
-    mlp_off.train()
-    assert not torch.allclose(mlp_off(states, mask, bits), mlp_off(states, mask, bits))
-    mlp_off.eval()
-    assert torch.equal(mlp_off(states, mask, bits), mlp_off(states, mask, bits))
+    attention_only.train()
+    assert not torch.allclose(attention_only(states, mask, bits), attention_only(states, mask, bits))
+    attention_only.eval()
+    assert torch.equal(attention_only(states, mask, bits), attention_only(states, mask, bits))
 
 
 def test_prior_draws_whole_pictures_where_per_bit_averages_do_not():

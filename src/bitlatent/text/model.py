@@ -100,7 +100,7 @@ class TextToLatentConfig:
     """Blocks of the autoregressive cell prior trained beside the per-bit head (``prior.py``; needs
     ``bits_per_cell`` <= 10); ``generate`` then draws latents from it. 0: no prior."""
     prior_dropout: float = 0.1
-    """Dropout of the cell prior while training (it overfits small latent sets quickly)."""
+    """Dropout on the cell prior's MLP outputs while training (it overfits small latent sets quickly)."""
     prior_attention_dropout: float = 0.0
     """Dropout on the cell prior's attention weights while training (``CellPriorConfig.attention_dropout``:
     0 keeps the fused attention kernel, nearly 3x faster on a CPU at 256 cells)."""
