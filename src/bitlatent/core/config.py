@@ -24,7 +24,8 @@ class TrainConfig:
     cpu_bf16: bool = False
     """bf16 autocast on CPU too: deterministic, and on CPUs with AMX (Sapphire Rapids and later)
     2.6x faster pretraining steps with the same PSNR (2-core Xeon, 64x64, batch 32: 216 -> 83 ms;
-    held-out 22.75 dB either way). Without AMX / AVX512-BF16, bf16 is emulated and slower."""
+    held-out 22.75 dB either way). Without AMX / AVX512-BF16, bf16 would be emulated and many
+    times slower, so ``Runtime`` falls back to float32 there, with a warning."""
     channels_last: bool = True
     """Run convolutions in channels-last memory format (faster on CPU and on tensor cores)."""
     loss: str = "mse"

@@ -6,8 +6,11 @@ learning-rate schedule and the per-epoch permutation. Used by ``train`` (``pretr
 
 from __future__ import annotations
 
+import logging
 import math
+import platform
 from contextlib import nullcontext
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,7 @@ from .decoder import BinaryLatentDecoder, DecoderConfig
 __all__ = [
     "CURVE_KEYS",
     "Runtime",
+    "cpu_has_native_bf16",
     "resolve_device",
     "init_decoder",
     "decoder_optimizer",
@@ -32,7 +36,23 @@ __all__ = [
     "new_curves",
 ]
 
+logger = logging.getLogger(__name__)
+
 CURVE_KEYS = ("step", "loss", "psnr", "hardness", "wall_time")
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls and convolutions natively (x86: AMX or AVX512-BF16).
+
+    Without them PyTorch emulates bf16 and a training step gets far slower, not faster: on a
+    2-core AMD EPYC with AVX2 only, a 64x64 pretraining step took 6.2 s with bf16 autocast. On
+    other architectures this cannot be read from PyTorch, and bf16 is trusted.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(probe() for probe in probes if probe is not None)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,7 +72,10 @@ class Runtime:
         if self.device.type == "cuda" and cfg.amp:
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         elif self.device.type == "cpu" and cfg.cpu_bf16:
-            self.amp_dtype = torch.bfloat16
+            if cpu_has_native_bf16():
+                self.amp_dtype = torch.bfloat16
+            else:
+                _warn_emulated_bf16()
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
@@ -66,6 +89,12 @@ class Runtime:
         with self.autocast():
             out = decoder(z.contiguous(memory_format=self.memory_format))
         return out.float()
+
+
+@lru_cache(maxsize=1)
+def _warn_emulated_bf16() -> None:
+    logger.warning("cpu_bf16 is set but this CPU has neither AMX nor AVX512-BF16: bf16 would be emulated "
+                   "(many times slower), so training runs in float32 (figures may differ slightly from bf16 runs)")
 
 
 def init_decoder(decoder: BinaryLatentDecoder | DecoderConfig | None, seed: int) -> BinaryLatentDecoder:
