@@ -5,8 +5,8 @@
                         DequantizeLinear, which ONNX Runtime's CPU provider fuses into integer kernels:
                         VNNI / AMX-INT8 on recent Xeons)
 
-Weights are quantised per output channel (int8, symmetric), activations per tensor (uint8) with
-ranges read off real latents (``calibration_bits``: the bundle's library, or random bits when the
+Weights are quantised per output channel (int8, symmetric, 7 bits: ``reduce_range``), activations per
+tensor (uint8) with ranges read off real latents (``calibration_bits``: the bundle's library, or random bits when the
 bundle has none). It is an opt-in trade of quality for speed (``OnnxGenerator(precision="int8")``,
 ``bitlatent serve --precision int8``); the fp32 graph stays the default.
 
@@ -17,7 +17,14 @@ them but the head, came closer (40.1 / 43.3 dB) but ran no faster than float32 w
 the float SiLU between them costs a quantise / dequantise pair per convolution. Speed, 64x64
 default decoder: 1.8 ms against 2.0 ms (float32) at batch 1, 79 ms against 123 ms at batch 64.
 The export's parity check measures the int8 graph against torch on latents it was not calibrated
-on and fails below ``ExportConfig.int8_min_psnr``.
+on; below ``ExportConfig.int8_min_psnr`` the bundle goes without it (``export_bundle``).
+
+Why 7-bit weights: on x86 CPUs without VNNI (AVX2 only), ONNX Runtime's uint8 x int8 kernels add
+pairs of products in int16 (VPMADDUBSW), which saturates with full-range weights. The same int8
+graph that gave 37.8 dB on the Xeon (VNNI) gave 27.3 dB on a 2-core AMD EPYC with AVX2 only
+(default decoder, 2026-11-27); with 7-bit weights 35.8 dB there (uint8 weights: 36.1 dB, but
+they leave the VNNI / AMX int8 kernels). A bundle is exported once and served on whatever CPU
+runs it, so the graph must be safe on all of them.
 """
 
 from __future__ import annotations
@@ -68,7 +75,7 @@ def quantize_decoder_int8(src: str | Path, dst: str | Path, calibration_bits: np
         quantize_static(
             str(prepared), str(scratch / "int8.onnx"), Batches(),
             quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            per_channel=True, calibrate_method=CalibrationMethod.MinMax,
+            per_channel=True, reduce_range=True, calibrate_method=CalibrationMethod.MinMax,
         )  # fmt: skip
         onnx.checker.check_model(str(scratch / "int8.onnx"), full_check=False)
         (scratch / "int8.onnx").replace(dst)

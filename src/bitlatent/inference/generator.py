@@ -91,7 +91,8 @@ def _precision(requested: str, models: set[str], use_cuda: bool, bundle_dir: Pat
         raise ValueError(f"{bundle_dir} has no fp16 models (export with export.fp16: true)")
     if requested == "int8":
         if not has_int8:
-            raise ValueError(f"{bundle_dir} has no int8 decoder (export with export.int8: true)")
+            raise ValueError(f"{bundle_dir} has no int8 decoder (export with export.int8: true; an int8 "
+                             f"decoder under its PSNR floor is left out: see the manifest's parity.decoder_int8)")
         if use_cuda:
             raise ValueError("the int8 decoder is for the CPU provider; on CUDA use fp16 or fp32")
     if requested != "auto":
