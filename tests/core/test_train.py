@@ -177,7 +177,11 @@ def test_cuda_mixed_precision_smoke(images, tiny_decoder_config, tiny_train_conf
     assert np.isfinite(fit.mse).all() and fit.packed.shape == (16, 8)
 
 
-def test_cpu_bf16_autocast_runs(images, tiny_decoder_config, tiny_train_config):
+def test_cpu_bf16_autocast_runs(images, tiny_decoder_config, tiny_train_config, monkeypatch):
+    from bitlatent.core import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)  # the bf16 path on every CPU (tiny: emulated is fine)
+    assert runtime.Runtime(replace(tiny_train_config, cpu_bf16=True)).amp_dtype == torch.bfloat16
     cfg = replace(tiny_train_config, cpu_bf16=True, epochs=3, fit_steps=4)
     result = pretrain(images[:16], tiny_decoder_config, cfg)
     fit = fit_latents(result.decoder, images, cfg, indices=np.arange(24, 32))
