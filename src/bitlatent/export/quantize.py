@@ -5,12 +5,12 @@
                         DequantizeLinear, which ONNX Runtime's CPU provider fuses into integer kernels:
                         VNNI / AMX-INT8 on recent Xeons)
 
-Weights are quantised per output channel (int8, symmetric, 7 bits: ``reduce_range``), activations per
-tensor (uint8) with ranges read off real latents (``calibration_bits``: the bundle's library, or random bits when the
-bundle has none). It is an opt-in trade of quality for speed (``OnnxGenerator(precision="int8")``,
+Weights are quantised per output channel (int8, symmetric, 7 bits: ``reduce_range``), activations
+per tensor (uint8) with ranges read off real latents (``calibration_bits``: the bundle's library,
+or random bits when the bundle has none). It is an opt-in trade of quality for speed (``OnnxGenerator(precision="int8")``,
 ``bitlatent serve --precision int8``); the fp32 graph stays the default.
 
-Measured on the 2-core benchmark Xeon (``benchmarks/README.md``). Quality, default trained decoder
+Measured on the 2-core benchmark Xeon (``benchmarks/README.md``), with full-range weights. Quality, default trained decoder
 (32x32, 512 bits; 512 library latents to calibrate, 512 others to test): images 37.8 dB from the
 float32 graph's, about -0.3 dB end to end at 26 dB. Quantising the convolutions only, or all of
 them but the head, came closer (40.1 / 43.3 dB) but ran no faster than float32 with two threads:
