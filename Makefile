@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRA  ?= cpu
+# pytest-xdist workers of `make test`; tests/conftest.py gives each its share of the cores.
+TEST_WORKERS ?= 2
 STAMP  := $(VENV)/.installed-$(EXTRA)
 
 # No telemetry, no hub downloads: everything runs offline.
@@ -33,7 +35,7 @@ run: $(STAMP)
 	$(VENV)/bin/kedro run
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
