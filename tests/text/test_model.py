@@ -159,3 +159,14 @@ def test_a_cell_prior_is_saved_and_loaded_with_the_model(tmp_path):
     assert tiny().prior is None
     with pytest.raises(ValueError, match="C must be <= 10"):
         TextToLatentConfig(**{**TINY, "bits_per_cell": 16, "prior_layers": 1})
+
+
+def test_the_prior_mlp_ratio_sets_only_the_priors_mlp_width(tmp_path):
+    narrow = tiny(prior_layers=1, mlp_ratio=4, prior_mlp_ratio=2)
+    assert narrow.prior.blocks[0].mlp[0].out_features == 2 * 32
+    assert narrow.blocks[0].mlp[0].out_features == 4 * 32  # the per-bit model keeps mlp_ratio
+    assert tiny(prior_layers=1, mlp_ratio=3).prior.blocks[0].mlp[0].out_features == 3 * 32  # 0: mlp_ratio
+    save_text_to_latent(narrow, tmp_path)
+    assert load_text_to_latent(tmp_path).config.prior_mlp_ratio == 2
+    with pytest.raises(ValueError, match="mlp_ratio"):
+        TextToLatentConfig(**{**TINY, "prior_layers": 1, "prior_mlp_ratio": -1})

@@ -99,6 +99,8 @@ class TextToLatentConfig:
     prior_layers: int = 0
     """Blocks of the autoregressive cell prior trained beside the per-bit head (``prior.py``; needs
     ``bits_per_cell`` <= 10); ``generate`` then draws latents from it. 0: no prior."""
+    prior_mlp_ratio: int = 0
+    """Hidden width of the cell prior's MLPs, as a multiple of ``width``; 0: ``mlp_ratio``."""
     prior_dropout: float = 0.1
     """Dropout on the cell prior's MLP outputs while training (it overfits small latent sets quickly)."""
     prior_attention_dropout: float = 0.0
@@ -157,7 +159,7 @@ class TextToLatentConfig:
         """The cell prior's architecture: this model's latent grid, width, heads and token width."""
         return CellPriorConfig(latent_h=self.latent_h, latent_w=self.latent_w, bits_per_cell=self.bits_per_cell,
                                text_dim=self.text_dim, width=self.width, heads=self.heads,
-                               layers=max(self.prior_layers, 1), mlp_ratio=self.mlp_ratio,
+                               layers=max(self.prior_layers, 1), mlp_ratio=self.prior_mlp_ratio or self.mlp_ratio,
                                dropout=self.prior_dropout, attention_dropout=self.prior_attention_dropout,
                                caption_dropout=self.prior_caption_dropout)  # fmt: skip
 
