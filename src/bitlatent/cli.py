@@ -180,16 +180,18 @@ def image_rows_to_grid(images: np.ndarray, columns: int) -> np.ndarray:
 @click.option("--mode", type=click.Choice(["retrieve", "generate", "refine"]), default="retrieve", show_default=True,
               help="retrieve: the nearest training latent by Hamming distance of the codes (the best images today); "
                    "generate: a latent drawn from the cell prior, cell by cell (the predicted bits when the text "
-                   "model has no prior); refine: the retrieved latent moved toward the predicted bits.")
+                   "model has no prior); refine: the retrieved latent with its cells least likely given the prompt "
+                   "drawn again from the cell prior (without a prior: moved toward the predicted bits).")
 @click.option("--samples", type=click.IntRange(min=1, max=64), default=1, show_default=True, help="Images per prompt.")
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=None,
               help="0: the most likely latent; above 0: sampled (with --seed), more varied as it grows. "
-                   "Default: 1 for generate from a cell prior (greedy draws give background only), else 0.")
+                   "Default: 1 for generate and refine from a cell prior (greedy draws give background only), else 0.")
 @click.option("--guidance", type=click.FloatRange(min=0.0), default=None,
-              help="generate from a cell prior: classifier-free guidance weight, 1 = none, higher follows the "
+              help="generate / refine from a cell prior: classifier-free guidance weight, 1 = none, higher follows the "
                    "caption more closely. Default: the text model's prior_guidance.")
 @click.option("--strength", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
-              help="refine: fraction of the disagreeing bits moved toward the prediction.")
+              help="refine: 0 keeps the retrieved latent, 1 is generate; with a cell prior the fraction of its cells "
+                   "drawn again, without one the fraction of its disagreeing bits flipped.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True, help="Pixel upscaling of the PNG.")
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True)
@@ -263,7 +265,7 @@ def _generate_torch(prompts, mode, samples, temperature, guidance, strength, see
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
     if temperature is None:
-        temperature = 1.0 if mode == "generate" and model.prior is not None else 0.0
+        temperature = 1.0 if mode in ("generate", "refine") and model.prior is not None else 0.0
     packed = None
     if mode != "generate":
         packed, _ = _latent_library(tuple(library))

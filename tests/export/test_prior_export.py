@@ -9,7 +9,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from bitlatent.core.binary import pack_bits
 from bitlatent.export import ExportConfig, export_bundle, text_model_parts
+from bitlatent.export.bundle import LatentLibraryInput
 from bitlatent.export.onnx_export import PriorForExport
 from bitlatent.export.parity import prior_parity
 from bitlatent.inference import OnnxGenerator
@@ -93,7 +95,7 @@ def test_greedy_generate_is_the_torch_priors_greedy_draw(bundle):
     out, _, head = bundle
     generator = OnnxGenerator(out, device="cpu")
     assert generator.describe()["cell_prior"] and generator.default_temperature("generate") == 1.0
-    assert generator.default_temperature("refine") == 0.0
+    assert generator.default_temperature("refine") == 1.0 and generator.default_temperature("retrieve") == 0.0
     ours = generator.generate_bits(PROMPTS, temperature=0.0).bits
     encoder = load_text_encoder("cpu")
     ids, mask = encoder.tokenize(PROMPTS, 16)
@@ -190,3 +192,40 @@ def test_prompt_keys_decorrelate_the_draws_of_different_prompts(bundle):
     assert (apart[0] != apart[1]).any()  # same caption, different keys: independent draws
     other = generator.tokenize(PROMPTS[1:2])
     assert prompt_keys(other.input_ids, other.attention_mask)[0] != keys[0]
+
+
+def test_refine_is_the_torch_priors_refine_and_keeps_its_endpoints(bundle):
+    from bitlatent.text.encoder import load_text_encoder
+
+    out, _, head = bundle
+    generator = OnnxGenerator(out, device="cpu")
+    pred = generator.predict(PROMPTS)
+    start = np.random.default_rng(3).integers(0, 2, (len(PROMPTS), *generator.latent_shape), dtype=np.uint8)
+    ours = generator._sample_prior(pred, 0.0, 0, 1, 2.0, start, 0.5)  # greedy: the same draws as torch's
+    encoder = load_text_encoder("cpu")
+    ids, mask = encoder.tokenize(PROMPTS, 16)
+    with torch.no_grad():
+        states = encoder.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        ref = head.prior.refine(states, mask, torch.from_numpy(start), 0.5, temperature=0.0, guidance=2.0).numpy()
+    np.testing.assert_array_equal(ours, ref)
+    assert (ours != start).any() and (ours == start).all(1).mean() >= 0.5, "half the cells kept, others drawn again"
+    np.testing.assert_array_equal(generator._sample_prior(pred, 1.0, 4, 1, 2.0, start, 0.0), start)
+    np.testing.assert_array_equal(generator._sample_prior(pred, 1.0, 4, 1, 2.0, start, 1.0),
+                                  generator._sample_prior(pred, 1.0, 4, 1, 2.0))  # strength 1: generate's draws
+
+
+def test_refine_through_the_generator_uses_the_prior_and_the_library(tmp_path):
+    decoder = small_decoder()
+    head = prior_head(decoder)
+    library = np.random.default_rng(0).integers(0, 2, (12, *decoder.latent_spec.shape), dtype=np.uint8)
+    export_bundle(decoder, text_model_parts(head), tmp_path, ExportConfig(fp16=False, int8=False, seed=0),
+                  library=LatentLibraryInput(pack_bits(library), np.arange(12)))  # fmt: skip
+    generator = OnnxGenerator(tmp_path, device="cpu")
+    retrieved = generator.generate_bits(PROMPTS, "retrieve", samples=2)
+    kept = generator.generate_bits(PROMPTS, "refine", samples=2, strength=0.0)
+    np.testing.assert_array_equal(kept.bits, retrieved.bits)
+    drawn = generator.generate_bits(PROMPTS, "refine", samples=2, strength=1.0, seed=7)
+    np.testing.assert_array_equal(drawn.bits, generator.generate_bits(PROMPTS, "generate", samples=2, seed=7).bits)
+    half = generator.generate_bits(PROMPTS, "refine", samples=2, strength=0.5, seed=7)
+    np.testing.assert_array_equal(half.library_index, retrieved.library_index)
+    assert (half.bits != retrieved.bits).any()

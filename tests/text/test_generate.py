@@ -167,3 +167,21 @@ def test_generate_draws_from_the_cell_prior_when_the_model_has_one():
     assert not np.array_equal(drawn[0::2], drawn[1::2])  # the two samples of each prompt differ
     per_bit = (predict(model, feats).bit_logits >= 0).astype(np.uint8)
     assert not np.array_equal(greedy[0::2], per_bit)  # not the per-bit head's argmax
+
+
+def test_refine_with_a_cell_prior_draws_the_unlikely_cells_again():
+    torch.manual_seed(0)
+    model = TextToLatent(dataclasses.replace(TINY, prior_layers=1)).eval()
+    feats = random_features(3)
+    library = np.random.default_rng(1).integers(0, 2, (10, 3, 4, 4), dtype=np.uint8)
+    kw = dict(samples=2, temperature=1.0, seed=5, library=library)
+    retrieved = generate_from_features(model, feats, "retrieve", **kw)
+    np.testing.assert_array_equal(generate_from_features(model, feats, "refine", strength=0.0, **kw).bits, retrieved.bits)
+    np.testing.assert_array_equal(generate_from_features(model, feats, "refine", strength=1.0, **kw).bits,
+                                  generate_from_features(model, feats, "generate", **kw).bits)
+    half = generate_from_features(model, feats, "refine", strength=0.5, **kw)
+    np.testing.assert_array_equal(half.library_index, retrieved.library_index)
+    cells_changed = (half.bits != retrieved.bits).any(1).reshape(6, -1).sum(1)  # (6,): of 16 cells each
+    assert (cells_changed <= 8).all() and cells_changed.sum() > 0
+    per_bit = generate_from_features(model, feats, "refine", strength=0.5, **kw, guidance=None)
+    np.testing.assert_array_equal(per_bit.bits, half.bits)  # guidance None: the model's prior_guidance

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from bitlatent.text.encoder import TextFeatures
-from bitlatent.text.prior import CellPrior, CellPriorConfig, cell_bits, cell_values, cells_of, grid_of, sample_prior
+from bitlatent.text.prior import (
+    CellPrior, CellPriorConfig, cell_bits, cell_values, cells_of, cells_to_redraw, grid_of, sample_prior,
+)
 
 TINY = dict(latent_h=3, latent_w=4, bits_per_cell=2, width=32, heads=2, layers=2, dropout=0.0)
 
@@ -157,3 +159,46 @@ def test_guidance_one_is_the_plain_prior_and_zero_ignores_the_caption():
     assert torch.equal(draw(a, 1.0), model.sample(a, mask, 1.0, torch.Generator().manual_seed(0)))
     assert torch.equal(draw(a, 0.0), draw(b, 0.0))  # u + 0 * (c - u) = u: no caption at all
     assert not torch.equal(draw(a, 3.0), draw(b, 3.0))
+
+
+def test_cell_log_likelihoods_are_the_teacher_forced_log_probabilities():
+    model = tiny(caption_dropout=0.2)
+    states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
+    bits = torch.randint(0, 2, (2, 2, 3, 4), dtype=torch.uint8)
+    scores = model.cell_log_likelihoods(states, mask, bits)  # (2, 12)
+    with torch.no_grad():
+        log_p = torch.log_softmax(model(states, mask, bits), -1)  # (2, 12, 4)
+    torch.testing.assert_close(scores, log_p.gather(2, cell_values(cells_of(bits))[..., None])[..., 0])
+    assert not torch.allclose(model.cell_log_likelihoods(states, mask, bits, guidance=3.0), scores)
+
+
+def test_cells_to_redraw_marks_the_least_likely_fraction():
+    scores = torch.tensor([[-1.0, -5.0, -0.1, -3.0], [-2.0, -2.0, -2.0, -2.0]])
+    assert cells_to_redraw(scores, 0.5).tolist() == [[False, True, False, True], [True, True, False, False]]  # ties: lower index
+    assert not cells_to_redraw(scores, 0.0).any() and cells_to_redraw(scores, 1.0).all()
+    with pytest.raises(ValueError, match="strength"):
+        cells_to_redraw(scores, 1.5)
+
+
+def test_refine_keeps_the_likely_cells_and_draws_the_others_again():
+    model = tiny(caption_dropout=0.2)
+    with torch.no_grad():
+        model.head.bias.normal_(0.0, 2.0)  # peaked cell distributions: a drawn cell rarely equals the given one
+    states, mask = torch.randn(3, 5, 384), torch.ones(3, 5, dtype=torch.bool)
+    start = torch.randint(0, 2, (3, 2, 3, 4), dtype=torch.uint8)
+
+    def refine(strength, seed=0):
+        return model.refine(states, mask, start, strength, 1.0, torch.Generator().manual_seed(seed), guidance=2.0)
+
+    assert torch.equal(refine(0.0), start)
+    assert torch.equal(refine(1.0), model.sample(states, mask, 1.0, torch.Generator().manual_seed(0), guidance=2.0))
+    half = refine(0.5)
+    redraw = cells_to_redraw(model.cell_log_likelihoods(states, mask, start, guidance=2.0), 0.5)  # (3, 12)
+    changed = (cells_of(half) != cells_of(start)).any(-1)  # (3, 12)
+    assert not (changed & ~redraw).any(), "only the marked cells change"
+    assert changed.sum() >= redraw.sum() // 3, "most marked cells are drawn anew"
+    assert torch.equal(half, refine(0.5)) and not torch.equal(half, refine(0.5, seed=1))
+    feats = TextFeatures(np.random.default_rng(0).standard_normal((9, 384)).astype(np.float16), np.array([0, 4, 9]),
+                         np.zeros((2, 384), np.float16))  # fmt: skip
+    kept = sample_prior(model, feats, 1.0, seed=3, start=start[:2].numpy(), strength=0.0)
+    np.testing.assert_array_equal(kept, start[:2].numpy())

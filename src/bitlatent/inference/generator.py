@@ -3,7 +3,7 @@
     prompts -> PromptTokenizer (tokenizer.json)           input_ids, attention_mask int64 (N, L)
             -> text_to_latent.onnx                         bit_logits (N, C, h, w), code_bits (N, K)
             -> sample / retrieve / refine (latents.py)      bits uint8 (N * samples, C, h, w)
-               or, generate with a cell prior: prior.onnx     cell by cell (prior.py)
+               or, generate / refine with a cell prior: prior.onnx   cell by cell (prior.py)
             -> decoder.onnx                                 images uint8 (N * samples, H, W, 3)
 
 CUDAExecutionProvider is used when onnxruntime-gpu offers it (``device="auto"``), with the fp16
@@ -260,9 +260,9 @@ class OnnxGenerator:
         return float((self.manifest.get("text_model") or {}).get("prior_guidance", 1.0))
 
     def default_temperature(self, mode: str) -> float:
-        """1 for generate from a cell prior (its most likely cell is background: greedy draws are
-        empty pictures), 0 (the most likely bits) otherwise."""
-        return 1.0 if mode == "generate" and self.prior_session is not None else 0.0
+        """1 for generate and refine from a cell prior (its most likely cell is background: greedy
+        draws are empty pictures), 0 (the most likely bits) otherwise."""
+        return 1.0 if mode in ("generate", "refine") and self.prior_session is not None else 0.0
 
     def decode(self, bits: np.ndarray) -> np.ndarray:
         """Latent bits uint8 (n, C, h, w) in {0, 1} -> images uint8 (n, H, W, 3)."""
@@ -305,17 +305,24 @@ class OnnxGenerator:
         start = self.library.bits(rows)
         if mode == "retrieve":
             return Generation(start, prompt_index, rows, truncated)
+        if self.prior_session is not None:  # the least likely cells drawn again from the prior
+            guidance = self.default_guidance if guidance is None else float(guidance)
+            return Generation(self._sample_prior(pred, temperature, seed, samples, guidance, start, strength),
+                              prompt_index, rows, truncated)  # fmt: skip
         target = sample_bits(pred.bit_logits, temperature, seed, samples).reshape(n * samples, *self.latent_shape)
         logits = np.repeat(pred.bit_logits, samples, axis=0)
         return Generation(refine_bits(start, logits, strength, target), prompt_index, rows, truncated)
 
-    def _sample_prior(self, pred: Prediction, temperature: float, seed: int, samples: int, guidance: float) -> np.ndarray:
-        """Latents drawn from the cell prior, prompt-major, in chunks of at most ``max_batch`` rows."""
+    def _sample_prior(self, pred: Prediction, temperature: float, seed: int, samples: int, guidance: float,
+                      start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
+        """Latents drawn from the cell prior, prompt-major, in chunks of at most ``max_batch`` rows;
+        ``start`` (N * samples, C, h, w): refined instead (``sample_prior_cells``)."""
         step = max(1, self.max_batch // (samples * (2 if guidance != 1.0 else 1)))
         mask = pred.tokens.attention_mask
         keys = prompt_keys(pred.tokens.input_ids, mask)
         chunks = [sample_prior_cells(self.prior_session, pred.prior_tokens[lo : lo + step], mask[lo : lo + step],
-                                     self.latent_shape, temperature, seed, samples, keys[lo : lo + step], guidance)
+                                     self.latent_shape, temperature, seed, samples, keys[lo : lo + step], guidance,
+                                     None if start is None else start[lo * samples : (lo + step) * samples], strength)
                   for lo in range(0, len(mask), step)]  # fmt: skip
         return np.concatenate(chunks)
 

@@ -4,7 +4,8 @@
 * **retrieve**: the library latents nearest to the prompt's K-bit text code (Hamming distance,
   ties to the lower index);
 * **refine**: a retrieved latent moved toward the predicted bits: of the bits where they
-  disagree, the most confident fraction ``strength`` (by ``|logit|``) is flipped.
+  disagree, the most confident fraction ``strength`` (by ``|logit|``) is flipped (bundles with a
+  cell prior refine with it instead: ``prior.py``).
 
 Same semantics as the torch path, rows prompt-major. Sampling uses numpy's generator seeded
 by ``(seed, sample number)`` (torch's generator is not available here), so sampled bits are

@@ -12,6 +12,10 @@
 Each call computes one position against the cached keys and values of the cells before it
 (``CellPrior.step``), so a latent costs T calls of one position each.
 
+Refine (``start`` given, ``CellPrior.refine``): a first pass of T calls feeds the given latent's
+cells and scores each, log p(cell_t | given cells < t, caption); the ``strength`` fraction least
+likely (``cells_to_redraw``) is drawn again in the second pass, every other cell kept as given.
+
 Classifier-free guidance (``guidance`` g != 1; priors trained with caption dropout, whose graph has
 an ``uncaptioned`` input): every row runs twice, with its caption and with the "no caption" token,
 and cell t is drawn from ``u + g * (c - u)`` of the two rows' logits (``CellPrior.sample``).
@@ -32,13 +36,25 @@ import zlib
 
 import numpy as np
 
-__all__ = ["sample_prior_cells", "cell_bits", "prompt_keys"]
+__all__ = ["sample_prior_cells", "cell_bits", "cells_to_redraw", "prompt_keys"]
 
 
 def cell_bits(values: np.ndarray, c: int) -> np.ndarray:
     """Cell values (...,) in [0, 2^C) -> their bits (..., C) uint8, bit 0 the most significant."""
     shifts = np.arange(c - 1, -1, -1)
     return ((np.asarray(values)[..., None] >> shifts) & 1).astype(np.uint8)
+
+
+def cells_to_redraw(log_likelihoods: np.ndarray, strength: float) -> np.ndarray:
+    """Log-likelihoods of the given cells (n, T) -> bool (n, T): the ``round(strength * T)`` least
+    likely cells of each row (ties: the lower index first), those that refine draws again."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    scores = np.asarray(log_likelihoods)
+    order = np.argsort(scores, axis=1, kind="stable")[:, : round(strength * scores.shape[1])]
+    redraw = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(redraw, order, True, axis=1)
+    return redraw
 
 
 def prompt_keys(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -56,13 +72,59 @@ def _draw(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> np.nd
     return np.minimum((cdf < uniforms[:, None] * cdf[:, -1:]).sum(1), logits.shape[1] - 1)
 
 
+class _PriorSteps:
+    """``prior.onnx`` called one cell at a time for ``rows`` latents, with its caches and, under
+    guidance, every row doubled (rows..: no caption): ``step`` gives cell t's guided logits."""
+
+    def __init__(self, session, tokens: np.ndarray, mask: np.ndarray, steps: int, guidance: float):
+        self.session, self.guidance, self.rows = session, np.float32(guidance), len(tokens)
+        self.guided = guidance != 1.0
+        names = [i.name for i in session.get_inputs()]
+        self.extra: dict[str, np.ndarray] = {}
+        if self.guided:
+            if "uncaptioned" not in names:
+                raise ValueError("guidance needs a prior trained with caption dropout (prior_caption_dropout > 0)")
+            tokens, mask = np.concatenate([tokens, tokens]), np.concatenate([mask, mask])  # rows..: no caption
+            self.extra["uncaptioned"] = np.arange(2 * self.rows) >= self.rows
+        elif "uncaptioned" in names:
+            self.extra["uncaptioned"] = np.zeros(self.rows, dtype=bool)
+        self.tokens, self.mask = tokens, mask
+        layers, _, heads, slots, head_width = session.get_inputs()[4].shape  # keys: (layers, batch, H, T, d/H)
+        if slots != steps:
+            raise ValueError(f"prior.onnx caches {slots} cells, the latent has {steps}")
+        self.cache_shape = (layers, len(mask), heads, slots, head_width)
+        self.reset()
+
+    def reset(self) -> None:
+        self.keys = np.zeros(self.cache_shape, np.float32)
+        self.values = np.zeros_like(self.keys)
+
+    def step(self, t: int, previous: np.ndarray) -> np.ndarray:
+        """Cell t's logits (rows, 2^C), given cell t-1 (rows, C) and the cells cached before it."""
+        previous = np.ascontiguousarray(previous)
+        feeds = {"prior_tokens": self.tokens, "attention_mask": self.mask, "step": np.array([t], dtype=np.int64),
+                 "previous_cell": np.concatenate([previous, previous]) if self.guided else previous,
+                 "keys": self.keys, "values": self.values, **self.extra}  # fmt: skip
+        logits, self.keys[:, :, :, t], self.values[:, :, :, t] = self.session.run(["cell_logits", "cell_keys", "cell_values"], feeds)
+        if self.guided:
+            logits = logits[self.rows :] + self.guidance * (logits[: self.rows] - logits[self.rows :])
+        return logits
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
 def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.ndarray,
                        latent_shape: tuple[int, int, int], temperature: float = 1.0, seed: int = 0,
-                       samples: int = 1, keys: np.ndarray | None = None, guidance: float = 1.0) -> np.ndarray:  # fmt: skip
+                       samples: int = 1, keys: np.ndarray | None = None, guidance: float = 1.0,
+                       start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
     """Latents drawn from ``session`` (an ONNX Runtime session of ``prior.onnx``) for N captions ->
     bits uint8 (N * samples, C, h, w), prompt-major. ``keys`` (N,): ``prompt_keys`` of the captions
     (None: 0 for all, so every caption draws with the same uniforms). ``guidance``: classifier-free
-    guidance weight (1: none)."""
+    guidance weight (1: none). ``start`` (N * samples, C, h, w) bits, prompt-major: refine them
+    instead, the fraction ``strength`` least likely of their cells drawn again."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if samples < 1:
@@ -71,32 +133,22 @@ def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.nda
     n, steps = len(prior_tokens), h * w
     tokens = np.repeat(np.ascontiguousarray(prior_tokens, dtype=np.float32), samples, axis=0)  # (N*S, L, d)
     mask = np.repeat(np.ascontiguousarray(attention_mask, dtype=np.int64), samples, axis=0)  # (N*S, L)
-    layers, _, heads, slots, head_width = session.get_inputs()[4].shape  # keys: (layers, batch, H, T, d/H)
-    if slots != steps:
-        raise ValueError(f"prior.onnx caches {slots} cells, the latent has {steps}")
-    rows = n * samples
-    guided = guidance != 1.0
-    extra: dict[str, np.ndarray] = {}
-    if guided:
-        if "uncaptioned" not in [i.name for i in session.get_inputs()]:
-            raise ValueError("guidance needs a prior trained with caption dropout (prior_caption_dropout > 0)")
-        tokens, mask = np.concatenate([tokens, tokens]), np.concatenate([mask, mask])  # rows N*S..: no caption
-        extra["uncaptioned"] = np.arange(2 * rows) >= rows
-    elif "uncaptioned" in [i.name for i in session.get_inputs()]:
-        extra["uncaptioned"] = np.zeros(rows, dtype=bool)
-    cache_keys = np.zeros((layers, len(mask), heads, slots, head_width), np.float32)
-    cache_values = np.zeros_like(cache_keys)
+    prior = _PriorSteps(session, tokens, mask, steps, guidance)
     keys = np.zeros(n, np.uint32) if keys is None else np.asarray(keys, dtype=np.uint32)
     uniforms = np.stack([np.random.default_rng([int(seed) & 0xFFFFFFFF, j, int(key)]).random(steps)
                          for key in keys for j in range(samples)])  # (N*S, T), prompt-major  # fmt: skip
+    kept = None
+    if start is not None:  # score the given cells, teacher-forced, and keep all but the least likely
+        given = np.ascontiguousarray(np.asarray(start, dtype=np.uint8).reshape(n * samples, c, steps).transpose(0, 2, 1))  # (N*S, T, C)
+        given_values = (given.astype(np.int64) << np.arange(c - 1, -1, -1)).sum(-1)  # (N*S, T)
+        scores = np.stack([np.take_along_axis(_log_softmax(prior.step(t, given[:, t - 1])), given_values[:, t, None], 1)[:, 0]
+                           for t in range(steps)], axis=1)  # (N*S, T)  # fmt: skip
+        kept = ~cells_to_redraw(scores, strength)
+        prior.reset()
     cells = np.zeros((n * samples, steps, c), dtype=np.uint8)
     for t in range(steps):
-        previous = np.ascontiguousarray(cells[:, t - 1])
-        feeds = {"prior_tokens": tokens, "attention_mask": mask, "step": np.array([t], dtype=np.int64),
-                 "previous_cell": np.concatenate([previous, previous]) if guided else previous,
-                 "keys": cache_keys, "values": cache_values, **extra}  # fmt: skip
-        logits, cache_keys[:, :, :, t], cache_values[:, :, :, t] = session.run(["cell_logits", "cell_keys", "cell_values"], feeds)
-        if guided:
-            logits = logits[rows:] + np.float32(guidance) * (logits[:rows] - logits[rows:])
-        cells[:, t] = cell_bits(_draw(logits, temperature, uniforms[:, t]), c)
+        value = _draw(prior.step(t, cells[:, t - 1]), temperature, uniforms[:, t])
+        if kept is not None:
+            value = np.where(kept[:, t], given_values[:, t], value)
+        cells[:, t] = cell_bits(value, c)
     return np.ascontiguousarray(cells.transpose(0, 2, 1).reshape(n * samples, c, h, w))

@@ -5,7 +5,7 @@ Request (``POST /v2/models/<name>/infer``)::
     inputs:      [{"name": "prompt", "datatype": "BYTES", "shape": [B] or [B, 1], "data": ["a red circle", ...]}]
     parameters:  optional: mode ("retrieve" | "generate" | "refine"; default: retrieve when the bundle
                  carries a latent library, else generate), temperature (>= 0; default 1 for
-                 generate from a cell prior, else 0), guidance
+                 generate and refine from a cell prior, else 0), guidance
                  (classifier-free guidance of the cell prior, 0..max_guidance; default: the model's),
                  seed (int), samples (images per prompt), strength (refine, 0..1)
     outputs:     optional: [{"name": "image"}, {"name": "png"}]; default: "image" only

@@ -6,9 +6,12 @@
   it cell by cell (``prior.py``): each cell's most likely value given the cells before it
   (``temperature == 0``), or sampled from softmax(logits / temperature) with a seed. Without one,
   the predicted bits: argmax, or sampled per bit from ``Bernoulli(sigmoid(logit / temperature))``.
-* **refine**: a retrieved latent as the start, moved toward the predicted bits: of the bits where
-  the two disagree, the most confident fraction ``strength`` (by ``|logit|``) is flipped, so
-  ``strength = 0`` keeps the retrieved latent and ``strength = 1`` gives the prediction.
+* **refine**: a retrieved latent as the start, moved toward the text model's prediction.
+  ``strength = 0`` keeps the retrieved latent, ``strength = 1`` gives what generate gives. With a
+  cell prior, the fraction ``strength`` of the retrieved cells least likely given the caption is
+  drawn again from the prior, cell by cell, following the cells kept (``CellPrior.refine``).
+  Without one, of the bits where the retrieved latent and the predicted bits disagree, the most
+  confident fraction ``strength`` (by ``|logit|``) is flipped.
 
 Every mode returns uint8 bits ``(n, C, h, w)`` in {0, 1}: ``core.binary.bits_to_signs`` turns
 them into the decoder's input. With several prompts and ``samples`` per prompt, rows are
@@ -155,21 +158,24 @@ def sample_bits(bit_logits: np.ndarray, temperature: float = 0.0, seed: int = 0,
 
 
 def prior_samples(model: TextToLatent, features: TextFeatures, temperature: float = 0.0, seed: int = 0,
-                  samples: int = 1, batch_size: int = 256, guidance: float | None = None) -> np.ndarray:  # fmt: skip
+                  samples: int = 1, batch_size: int = 256, guidance: float | None = None,
+                  start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
     """Latents drawn from the model's cell prior -> bits uint8 (n, samples, C, h, w). Sample j's
     draws come from a generator seeded by (seed, j); at temperature 0 (greedy) all are alike.
     ``guidance``: classifier-free guidance weight (``CellPrior.sample``; 1: none; None: the
-    model's ``prior_guidance``)."""
+    model's ``prior_guidance``). ``start`` (n, samples, C, h, w) bits: each refined instead, the
+    fraction ``strength`` of its cells drawn again (``CellPrior.refine``)."""
     guidance = model.config.prior_guidance if guidance is None else float(guidance)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    if temperature == 0:
+    if temperature == 0 and start is None:
         once = sample_prior(model.prior, features, 0.0, batch_size=batch_size, guidance=guidance)  # (n, C, h, w)
         return np.repeat(once[:, None], samples, axis=1)
-    draws = [sample_prior(model.prior, features, temperature, int(seed) * 1_000_003 + j, batch_size, guidance)
-             for j in range(samples)]
+    draws = [sample_prior(model.prior, features, temperature, int(seed) * 1_000_003 + j, batch_size, guidance,
+                          start=None if start is None else start[:, j], strength=strength)
+             for j in range(samples)]  # fmt: skip
     return np.stack(draws, axis=1)
 
 
@@ -208,6 +214,10 @@ def generate_from_features(
     start = library[nearest.reshape(-1)]  # (n * S, C, h, w)
     if mode == "retrieve":
         return Generation(start.astype(np.uint8), prompt_index, nearest.reshape(-1))
+    if model.prior is not None:
+        bits = prior_samples(model, features, temperature, seed, samples, batch_size, guidance,
+                             start=start.reshape(n, samples, *start.shape[1:]), strength=strength)  # (n, S, C, h, w)
+        return Generation(bits.reshape(n * samples, *bits.shape[2:]), prompt_index, nearest.reshape(-1))
     target = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
     logits = np.repeat(pred.bit_logits, samples, axis=0)  # (n * S, C, h, w)
     bits = refine_bits(start, logits, strength, target.reshape(n * samples, *target.shape[2:]))
@@ -234,6 +244,7 @@ def generate_latents(
     ``library``: image latents (M, C, h, w) bits or packed (M, bytes), needed by retrieve / refine;
     ``library_codes`` (M, K): their image codes, when precomputed. ``samples``: per prompt (retrieve:
     the ``samples`` nearest; generate / refine: ``samples`` draws, all equal when temperature is 0).
+    ``guidance``: the cell prior's classifier-free guidance (generate / refine with a prior).
     An empty or whitespace-only prompt is a ValueError; over-long prompts are cut with a warning.
     """
     prompts = validate_prompts(prompts)

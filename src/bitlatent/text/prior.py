@@ -17,6 +17,12 @@ cells one after another (``sample``, one ``step`` per cell with cached keys and 
 temperature and a seed. Unlike the per-bit predictor of ``model.py``,
 whose logits are the average over every latent a caption allows (which decodes to grey), a
 sample commits to one background and one place for each object, and later cells follow it.
+
+Refining (``refine``) starts from a given latent (a retrieved one): the given cells are scored
+teacher-forced, log p(cell_t | given cells < t, text), the ``strength`` fraction least likely
+given the caption is marked, and the latent is drawn again cell by cell with every unmarked cell
+kept as given and every marked one drawn from the prior, given the cells before it as they now
+stand. Strength 0 returns the given latent, 1 is a plain ``sample`` (the same draws for a seed).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import torch.nn.functional as F
 
 from .layers import Attention, additive_mask, mlp
 
-__all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "sample_prior"]
+__all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "cells_to_redraw", "sample_prior"]
 
 MAX_BITS_PER_CELL = 10
 
@@ -107,6 +113,16 @@ def cell_values(cells: torch.Tensor) -> torch.Tensor:
 def cell_bits(values: torch.Tensor, c: int) -> torch.Tensor:
     """Values (...,) in [0, 2^C) -> cells (..., C) uint8 in {0, 1}."""
     return ((values[..., None] // _weights(c, values.device)) % 2).to(torch.uint8)
+
+
+def cells_to_redraw(log_likelihoods: torch.Tensor, strength: float) -> torch.Tensor:
+    """Log-likelihoods of the given cells (B, T) -> bool (B, T): the ``round(strength * T)`` least
+    likely cells of each row (ties: the lower index first), those that ``refine`` draws again."""
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1], got {strength}")
+    b, t = log_likelihoods.shape
+    order = torch.argsort(log_likelihoods, dim=1, stable=True)[:, : round(strength * t)]  # (B, n), least likely first
+    return torch.zeros(b, t, dtype=torch.bool, device=log_likelihoods.device).scatter_(1, order, True)
 
 
 class CausalSelfAttention(nn.Module):
@@ -264,43 +280,82 @@ class CellPrior(nn.Module):
         logits = self.cell_logits(tokens, mask, cells_of(bits))  # (B, T, 2^C)
         return F.cross_entropy(logits.flatten(0, 1), cell_values(cells_of(bits)).flatten())
 
+    def _guided(self, states: torch.Tensor, mask: torch.Tensor, guidance: float):
+        """Projected tokens and mask for ``b`` captions; with guidance != 1, doubled: rows b.. are the
+        same rows without their captions (classifier-free guidance)."""
+        tokens, mask = self.encode_text(states), mask.bool()
+        if guidance != 1.0:
+            b = states.shape[0]
+            tokens, mask = torch.cat([tokens, tokens]), torch.cat([mask, mask])
+            tokens, mask = self.without_caption(tokens, mask, torch.arange(2 * b, device=mask.device) >= b)
+        return tokens, mask
+
+    @staticmethod
+    def _combine(logits: torch.Tensor, b: int, guidance: float) -> torch.Tensor:
+        """Logits of the doubled rows -> ``u + g * (c - u)`` (c given the caption, u without); as is when g == 1."""
+        logits = logits.float()
+        return logits if guidance == 1.0 else logits[b:] + guidance * (logits[:b] - logits[b:])
+
+    @torch.no_grad()
+    def cell_log_likelihoods(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor,
+                             guidance: float = 1.0) -> torch.Tensor:  # fmt: skip
+        """Latents (B, C, h, w) in {0, 1} -> (B, h*w) log p(cell_t | cells < t, caption), teacher-forced
+        in one pass, with the (guided) distribution that ``sample`` draws from."""
+        b = states.shape[0]
+        tokens, mask = self._guided(states, mask, guidance)
+        cells = cells_of(bits)  # (B, T, C)
+        logits = self.cell_logits(tokens, mask, cells.repeat(2, 1, 1) if guidance != 1.0 else cells)  # (B or 2B, T, 2^C)
+        log_p = torch.log_softmax(self._combine(logits, b, guidance), -1)  # (B, T, 2^C)
+        return log_p.gather(2, cell_values(cells)[..., None])[..., 0]
+
     @torch.no_grad()
     def sample(self, states: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None, guidance: float = 1.0) -> torch.Tensor:
+               generator: torch.Generator | None = None, guidance: float = 1.0,
+               keep: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
         """Draw latents cell by cell -> bits uint8 (B, C, h, w). ``temperature`` 0: each cell's most
         likely value given the cells drawn before it (greedy); > 0: softmax(logits / T), drawn with
         ``generator`` on the CPU (so a seed gives the same latents on any device). ``guidance`` g != 1
         (classifier-free guidance; needs the "no caption" token): each step's logits are
-        ``u + g * (c - u)``, c given the caption, u given no caption."""
+        ``u + g * (c - u)``, c given the caption, u given no caption. ``keep``: (bits (B, C, h, w),
+        bool (B, h*w)), cells taken from those bits where True instead of drawn (``refine``); the
+        draws are made for every cell either way, so the generator advances the same."""
         cfg = self.config
-        tokens, mask = self.encode_text(states), mask.bool()
         b = states.shape[0]
-        guided = guidance != 1.0
-        if guided:  # rows b.. are the same latents without their captions
-            tokens, mask = torch.cat([tokens, tokens]), torch.cat([mask, mask])
-            tokens, mask = self.without_caption(tokens, mask, torch.arange(2 * b, device=mask.device) >= b)
+        tokens, mask = self._guided(states, mask, guidance)
+        kept_values, kept = (cell_values(cells_of(keep[0])), keep[1]) if keep is not None else (None, None)
         cells = torch.zeros(b, cfg.num_cells, cfg.bits_per_cell, dtype=torch.uint8, device=states.device)
         keys, values = self.empty_cache(len(mask), states.device)
         for t in range(cfg.num_cells):
             step = torch.tensor([t], device=states.device)
-            previous = cells[:, t - 1].repeat(2, 1) if guided else cells[:, t - 1]
+            previous = cells[:, t - 1].repeat(2, 1) if guidance != 1.0 else cells[:, t - 1]
             logits, key, value = self.step(tokens, mask, previous, step, keys, values)  # (B or 2B, 2^C): cell t
             self.store_step(keys, values, t, key, value)
-            logits = logits.float()
-            if guided:
-                logits = logits[b:] + guidance * (logits[:b] - logits[b:])
+            logits = self._combine(logits, b, guidance)  # (B, 2^C)
             if temperature <= 0:
                 value = logits.argmax(1)
             else:
                 probs = torch.softmax(logits / temperature, 1).cpu()
                 value = torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)
+            if kept is not None:
+                value = torch.where(kept[:, t], kept_values[:, t], value)
             cells[:, t] = cell_bits(value, cfg.bits_per_cell)  # (B, C)
         return grid_of(cells, cfg.latent_h, cfg.latent_w)
 
+    @torch.no_grad()
+    def refine(self, states: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, strength: float = 0.5,
+               temperature: float = 1.0, generator: torch.Generator | None = None,
+               guidance: float = 1.0) -> torch.Tensor:  # fmt: skip
+        """``start`` latents (B, C, h, w) in {0, 1} -> bits uint8 (B, C, h, w): the ``strength``
+        fraction of the cells least likely given the caption drawn again (``sample``'s temperature,
+        generator and guidance), the others kept. Strength 0: ``start``; 1: ``sample``."""
+        redraw = cells_to_redraw(self.cell_log_likelihoods(states, mask, start, guidance), strength)  # (B, T)
+        return self.sample(states, mask, temperature, generator, guidance, keep=(start, ~redraw))
+
 
 def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
-                 guidance: float = 1.0) -> np.ndarray:  # fmt: skip
-    """Latents drawn for every caption of ``features`` (``TextFeatures``) -> uint8 (n, C, h, w)."""
+                 guidance: float = 1.0, start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
+    """Latents drawn for every caption of ``features`` (``TextFeatures``) -> uint8 (n, C, h, w).
+    ``start`` (n, C, h, w) bits: refine them instead (``CellPrior.refine`` with ``strength``)."""
     device = next(prior.parameters()).device
     was_training = prior.training
     prior.eval()
@@ -308,7 +363,11 @@ def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int
     out = []
     for lo in range(0, len(features), batch_size):
         states, mask = features.padded(np.arange(lo, min(lo + batch_size, len(features))), device)
-        out.append(prior.sample(states, mask, temperature, g, guidance).cpu().numpy())
+        if start is None:
+            out.append(prior.sample(states, mask, temperature, g, guidance).cpu().numpy())
+        else:
+            given = torch.from_numpy(np.ascontiguousarray(start[lo : lo + len(mask)])).to(device)
+            out.append(prior.refine(states, mask, given, strength, temperature, g, guidance).cpu().numpy())
     prior.train(was_training)
     cfg = prior.config
     return np.concatenate(out) if out else np.zeros((0, cfg.bits_per_cell, cfg.latent_h, cfg.latent_w), np.uint8)

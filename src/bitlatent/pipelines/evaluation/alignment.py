@@ -89,15 +89,17 @@ def evaluate_text(
     rows = pairs[pairs["split"] == SPLIT].sort_values("sample_id").iloc[: config.generated_captions]
     features = cache.get(rows["caption"].tolist(), encoder)
     library = training_library(latents, align.train_splits, config.library_images)
-    temperature = {"generate": config.generate_temperature}
+    has_prior = text_to_latent.prior is not None
+    # refine draws cells from the prior as generate does; without one it flips the most confident bits
+    temperature = {"generate": config.generate_temperature, "refine": config.generate_temperature if has_prior else 0.0}
     guidance = text_to_latent.config.prior_guidance if config.generate_guidance is None else config.generate_guidance
     by_mode = {mode: decode_packed(decoder, pack_bits(generate_from_features(
         text_to_latent, features, mode, library=library, temperature=temperature.get(mode, 0.0), seed=0,
-        guidance=guidance).bits)) for mode in MODES}  # fmt: skip
+        guidance=guidance, strength=config.refine_strength).bits)) for mode in MODES}  # fmt: skip
     generated = by_mode["generate"]  # (n, H, W, 3)
-    source = "cell prior" if text_to_latent.prior is not None else "per-bit predictions"
+    source = "cell prior" if has_prior else "per-bit predictions"
     generator = f"{source}, temperature {config.generate_temperature:g}, seed 0"
-    if text_to_latent.prior is not None:
+    if has_prior:
         generator += f", guidance {guidance:g}"
     own = decode_packed(decoder, pack_bits(test.latent_bits[test.image_index[: len(rows)]]))  # each caption's image
     if rows["attributes"].notna().all() and len(rows):
@@ -107,7 +109,7 @@ def evaluate_text(
             "by_mode": {mode: attribute_scores(rows, images, synthetic) for mode, images in by_mode.items()},
             # the ceiling the decoder allows: the test images' own fitted latents, decoded
             "reconstructed": attribute_scores(rows, own, synthetic),
-            "library_images": len(library),
+            "library_images": len(library), "refine_strength": config.refine_strength,
         }
     log.info("text metrics: %s", metrics)
     # one row per caption: each mode, then the caption's own test image as its fitted latent decodes
