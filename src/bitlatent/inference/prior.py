@@ -139,10 +139,13 @@ def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.nda
                          for key in keys for j in range(samples)])  # (N*S, T), prompt-major  # fmt: skip
     kept = None
     if start is not None:  # score the given cells, teacher-forced, and keep all but the least likely
-        given = np.ascontiguousarray(np.asarray(start, dtype=np.uint8).reshape(n * samples, c, steps).transpose(0, 2, 1))  # (N*S, T, C)
+        given = np.asarray(start, dtype=np.uint8).reshape(n * samples, c, steps).transpose(0, 2, 1)  # (N*S, T, C)
+        given = np.ascontiguousarray(given)
         given_values = (given.astype(np.int64) << np.arange(c - 1, -1, -1)).sum(-1)  # (N*S, T)
-        scores = np.stack([np.take_along_axis(_log_softmax(prior.step(t, given[:, t - 1])), given_values[:, t, None], 1)[:, 0]
-                           for t in range(steps)], axis=1)  # (N*S, T)  # fmt: skip
+        scores = np.empty(given_values.shape, np.float32)  # log p(given cell t | given cells < t, caption)
+        for t in range(steps):
+            log_p = _log_softmax(prior.step(t, given[:, t - 1]))  # (N*S, 2^C)
+            scores[:, t] = np.take_along_axis(log_p, given_values[:, t, None], 1)[:, 0]
         kept = ~cells_to_redraw(scores, strength)
         prior.reset()
     cells = np.zeros((n * samples, steps, c), dtype=np.uint8)
