@@ -116,6 +116,10 @@ class AlignmentConfig:
     """Split evaluated during training (never trained on)."""
     max_captions: int | None = None
     """Cap on training captions (the first by sample id); null: all."""
+    extra_wordings: int = 0
+    """Synthetic source only: each training caption's scene worded this many more ways (the
+    source's caption grammar, from the pair's attributes), as extra training captions of the same
+    image, as Flickr8k has five per image. The val and test splits are never reworded."""
     model: dict[str, Any] = field(default_factory=dict)
     """``bitlatent.text.model.TextToLatentConfig`` fields (width, layers, code_bits, max_length...)."""
     train: dict[str, Any] = field(default_factory=dict)

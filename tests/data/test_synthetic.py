@@ -20,6 +20,7 @@ from bitlatent.data.synthetic import (
     iter_synthetic_pairs,
     parse_caption,
     render_sample,
+    reword,
 )
 
 
@@ -196,3 +197,18 @@ def test_parse_caption_examples() -> None:
     assert parse_caption("in the middle of the picture, a large magenta-coloured plus sign") == [
         {"shape": "cross", "colour": "magenta", "size": "large", "position": "centre"}]
     assert parse_caption("nothing to see here") == []
+
+
+def test_rewordings_name_the_same_scene_in_other_words() -> None:
+    cfg = SyntheticConfig(image_size=32, max_objects=3)
+    differ = 0
+    for index in range(300):
+        _, caption, attributes = render_sample(index, cfg)
+        wordings = reword(attributes, key=index, count=3)
+        assert len(wordings) == 3 and all(parse_caption(w) == attributes for w in wordings), wordings
+        differ += len(set(wordings) | {caption}) == 4
+        assert reword(attributes, key=index, count=3) == wordings  # the key decides
+    assert differ >= 250  # nearly always four different captions of one scene
+    assert reword(attributes, key=1, count=2) != reword(attributes, key=2, count=2)
+    with pytest.raises(ValueError, match="no objects"):
+        reword([], key=0, count=1)

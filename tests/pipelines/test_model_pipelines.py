@@ -30,7 +30,7 @@ def tiny_params(**adaptation) -> dict:
     params["latent_adaptation"]["train"].update({"fit_steps": 30, "fit_batch_size": 64, "progress": False})
     params["latent_adaptation"].update(adaptation)
     params["alignment"]["model"].update({"width": 32, "layers": 1, "code_bits": 32})
-    params["alignment"]["train"].update({"epochs": 6, "batch_size": 32, "progress": False})
+    params["alignment"]["train"].update({"epochs": 2, "batch_size": 32, "progress": False})  # 4 captions per image
     params["evaluation"].update({"codec_images": 20, "grid_images": 4, "generated_captions": 40})
     return params
 

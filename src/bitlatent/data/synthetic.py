@@ -264,6 +264,16 @@ def render_sample(index: int, cfg: SyntheticConfig) -> tuple[np.ndarray, str, li
     return pixels, caption, attributes
 
 
+def reword(attributes: list[dict[str, str]], key: int, count: int) -> list[str]:
+    """``count`` further wordings of a scene's caption, in this source's grammar: wording ``k``
+    drawn from a stream seeded by ``(key, k)``, so the same key gives the same wordings. Each names
+    every object's four attributes in order (``parse_caption`` reads them back)."""
+    if not attributes:
+        raise ValueError("a scene with no objects has no caption to reword")
+    return [_caption(iter(np.random.default_rng([int(key), k]).random(8 + 32 * len(attributes)).tolist()), attributes)
+            for k in range(1, count + 1)]  # fmt: skip
+
+
 def is_heldout(attributes: list[dict[str, str]], cfg: SyntheticConfig) -> bool:
     """True when any object's "colour shape" is one of the held-out combinations."""
     heldout = set(cfg.heldout_combinations)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import zlib
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,7 @@ from matplotlib.figure import Figure
 from bitlatent.configs import AlignmentConfig
 from bitlatent.core.binary import unpack_bits
 from bitlatent.data.latent_shards import LatentShard
+from bitlatent.data.synthetic import reword
 from bitlatent.datasets.models import LatentParts
 from bitlatent.reporting.plots import training_curves
 from bitlatent.runs import code_digest, curve_records, fingerprint
@@ -26,6 +29,23 @@ log = logging.getLogger(__name__)
 def all_latents(pretrain_latents: dict[str, LatentShard], adapted_latents: LatentParts) -> dict[str, LatentShard]:
     """Every split's fitted latents: pretraining's and every finished adaptation part's."""
     return {**pretrain_latents, **adapted_latents.merged()}
+
+
+def with_extra_wordings(pairs: pd.DataFrame, splits: list[str], count: int) -> pd.DataFrame:
+    """``pairs`` plus ``count`` reworded captions of every pair in ``splits`` (synthetic source:
+    ``data.synthetic.reword`` from the pair's attributes, keyed by its sample id), each a new row
+    of the same image with sample id ``<sample_id>-w<k>``. Other splits are left as they are."""
+    if count <= 0:
+        return pairs
+    rows = pairs[pairs["split"].isin(splits)]
+    if "attributes" not in rows or rows["attributes"].isna().any():
+        raise ValueError("alignment.extra_wordings needs the synthetic source's attributes to reword captions: "
+                         "set it to 0 for other sources")  # fmt: skip
+    reworded = rows.iloc[np.repeat(np.arange(len(rows)), count)].copy()  # each row count times, in order
+    reworded["caption"] = [caption for sample_id, attributes in zip(rows["sample_id"], rows["attributes"])
+                           for caption in reword(json.loads(attributes), zlib.crc32(str(sample_id).encode()), count)]
+    reworded["sample_id"] = [f"{sample_id}-w{k}" for sample_id in rows["sample_id"] for k in range(1, count + 1)]
+    return pd.concat([pairs, reworded[pairs.columns]], ignore_index=True)
 
 
 def alignment_data(pairs: pd.DataFrame, latents: dict[str, LatentShard], splits: list[str],
@@ -57,7 +77,8 @@ def train_alignment(
         **config.model, "latent_h": spec.h, "latent_w": spec.w, "bits_per_cell": spec.bits_per_cell,
         "image_size": spec.image_size, "encoder_revision": encoder.info.revision})
     cache = TextFeatureCache(config.feature_cache, max_length=model_config.max_length)
-    data = alignment_data(pairs, latents, config.train_splits, cache, encoder, config.max_captions)
+    training_pairs = with_extra_wordings(pairs, config.train_splits, config.extra_wordings)
+    data = alignment_data(training_pairs, latents, config.train_splits, cache, encoder, config.max_captions)
     val = (alignment_data(pairs, latents, [config.val_split], cache, encoder)
            if config.val_split in latents else None)
     run_id = fingerprint(model_config.to_dict(), train.to_dict(), len(data), data.latent_bits[:4].tolist(),
