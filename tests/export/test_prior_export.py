@@ -229,3 +229,13 @@ def test_refine_through_the_generator_uses_the_prior_and_the_library(tmp_path):
     half = generator.generate_bits(PROMPTS, "refine", samples=2, strength=0.5, seed=7)
     np.testing.assert_array_equal(half.library_index, retrieved.library_index)
     assert (half.bits != retrieved.bits).any()
+
+
+def test_numpy_cell_values_and_bits_are_inverse_and_match_torch():
+    from bitlatent.inference.prior import cell_values
+    from bitlatent.text.prior import cell_values as torch_cell_values
+
+    cells = np.random.default_rng(0).integers(0, 2, (5, 7, 6), dtype=np.uint8)
+    values = cell_values(cells)
+    np.testing.assert_array_equal(values, torch_cell_values(torch.from_numpy(cells)).numpy())
+    np.testing.assert_array_equal(cell_bits(values, 6), cells)

@@ -36,13 +36,19 @@ import zlib
 
 import numpy as np
 
-__all__ = ["sample_prior_cells", "cell_bits", "cells_to_redraw", "prompt_keys"]
+__all__ = ["sample_prior_cells", "cell_bits", "cell_values", "cells_to_redraw", "prompt_keys"]
 
 
 def cell_bits(values: np.ndarray, c: int) -> np.ndarray:
     """Cell values (...,) in [0, 2^C) -> their bits (..., C) uint8, bit 0 the most significant."""
     shifts = np.arange(c - 1, -1, -1)
     return ((np.asarray(values)[..., None] >> shifts) & 1).astype(np.uint8)
+
+
+def cell_values(cells: np.ndarray) -> np.ndarray:
+    """Cells (..., C) in {0, 1} -> their values (...,) int64 in [0, 2^C), bit 0 the most significant."""
+    c = cells.shape[-1]
+    return (np.asarray(cells, dtype=np.int64) << np.arange(c - 1, -1, -1)).sum(-1)
 
 
 def cells_to_redraw(log_likelihoods: np.ndarray, strength: float) -> np.ndarray:
@@ -141,7 +147,7 @@ def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.nda
     if start is not None:  # score the given cells, teacher-forced, and keep all but the least likely
         given = np.asarray(start, dtype=np.uint8).reshape(n * samples, c, steps).transpose(0, 2, 1)  # (N*S, T, C)
         given = np.ascontiguousarray(given)
-        given_values = (given.astype(np.int64) << np.arange(c - 1, -1, -1)).sum(-1)  # (N*S, T)
+        given_values = cell_values(given)  # (N*S, T)
         scores = np.empty(given_values.shape, np.float32)  # log p(given cell t | given cells < t, caption)
         for t in range(steps):
             log_p = _log_softmax(prior.step(t, given[:, t - 1]))  # (N*S, 2^C)
