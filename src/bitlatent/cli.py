@@ -255,6 +255,7 @@ def _generate_torch(prompts, mode, samples, temperature, guidance, strength, see
 
     from bitlatent.core.binary import pack_bits
     from bitlatent.core.train import decode_packed
+    from bitlatent.inference.latents import default_temperature
     from bitlatent.text.encoder import load_text_encoder
     from bitlatent.text.generate import generate_latents
     from bitlatent.text.model import load_text_to_latent
@@ -265,7 +266,7 @@ def _generate_torch(prompts, mode, samples, temperature, guidance, strength, see
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error
     if temperature is None:
-        temperature = 1.0 if mode in ("generate", "refine") and model.prior is not None else 0.0
+        temperature = default_temperature(mode, model.prior is not None)
     packed = None
     if mode != "generate":
         packed, _ = _latent_library(tuple(library))

@@ -245,3 +245,10 @@ def test_sampling_rate_follows_the_temperature():
     cold = sample_bits(logits, 0.05, seed=0, samples=50).mean()
     warm = sample_bits(logits, 5.0, seed=0, samples=50).mean()
     assert cold > 0.99 and 0.45 < warm < 0.65  # sigmoid(1/0.05) ~ 1, sigmoid(0.2) ~ 0.55
+
+
+def test_default_temperature_samples_only_from_a_cell_prior():
+    from bitlatent.inference.latents import default_temperature
+
+    assert [default_temperature(m, True) for m in ("generate", "refine", "retrieve")] == [1.0, 1.0, 0.0]
+    assert [default_temperature(m, False) for m in ("generate", "refine", "retrieve")] == [0.0, 0.0, 0.0]

@@ -183,5 +183,5 @@ def test_refine_with_a_cell_prior_draws_the_unlikely_cells_again():
     np.testing.assert_array_equal(half.library_index, retrieved.library_index)
     cells_changed = (half.bits != retrieved.bits).any(1).reshape(6, -1).sum(1)  # (6,): of 16 cells each
     assert (cells_changed <= 8).all() and cells_changed.sum() > 0
-    per_bit = generate_from_features(model, feats, "refine", strength=0.5, **kw, guidance=None)
-    np.testing.assert_array_equal(per_bit.bits, half.bits)  # guidance None: the model's prior_guidance
+    model_guidance = generate_from_features(model, feats, "refine", strength=0.5, **kw, guidance=None)
+    np.testing.assert_array_equal(model_guidance.bits, half.bits)  # guidance None: the model's prior_guidance

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import LIBRARY_FILE, TOKENIZER_FILE, model_entry, read_manifest
-from .latents import MODES, LatentLibrary, nearest, refine_bits, sample_bits
+from .latents import MODES, LatentLibrary, default_temperature, nearest, refine_bits, sample_bits
 from .prior import prompt_keys, sample_prior_cells
 from .prompts import PromptTokenizer, Tokenized
 
@@ -260,9 +260,8 @@ class OnnxGenerator:
         return float((self.manifest.get("text_model") or {}).get("prior_guidance", 1.0))
 
     def default_temperature(self, mode: str) -> float:
-        """1 for generate and refine from a cell prior (its most likely cell is background: greedy
-        draws are empty pictures), 0 (the most likely bits) otherwise."""
-        return 1.0 if mode in ("generate", "refine") and self.prior_session is not None else 0.0
+        """``latents.default_temperature`` for this bundle (1 for generate / refine from a cell prior, else 0)."""
+        return default_temperature(mode, self.prior_session is not None)
 
     def decode(self, bits: np.ndarray) -> np.ndarray:
         """Latent bits uint8 (n, C, h, w) in {0, 1} -> images uint8 (n, H, W, 3)."""

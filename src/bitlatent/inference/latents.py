@@ -20,9 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MODES", "LatentLibrary", "sample_bits", "refine_bits", "hamming_distances", "nearest"]
+__all__ = ["MODES", "LatentLibrary", "default_temperature", "sample_bits", "refine_bits", "hamming_distances", "nearest"]
 
 MODES = ("generate", "retrieve", "refine")
+
+
+def default_temperature(mode: str, has_prior: bool) -> float:
+    """1 for generate and refine from a cell prior (its most likely cell is background: greedy
+    draws are empty pictures), 0 (the most likely bits) otherwise. The torch and ONNX paths share it."""
+    return 1.0 if mode in ("generate", "refine") and has_prior else 0.0
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
