@@ -6,7 +6,7 @@ import torch
 
 from bitlatent.text.model import (
     CONFIG_FILE, MAKE_COMMAND, WEIGHTS_FILE, TextToLatent, TextToLatentConfig, TextToLatentPipeline,
-    load_text_to_latent, save_text_to_latent,
+    image_code_network, load_text_to_latent, save_text_to_latent,
 )
 
 TINY = dict(latent_h=4, latent_w=6, bits_per_cell=3, width=32, heads=2, layers=2, text_layers=1,
@@ -98,6 +98,45 @@ def test_save_load_round_trip(tmp_path):
     states, mask = torch.randn(2, 4, 384), torch.ones(2, 4, dtype=torch.bool)
     for x, y in zip(model(states, mask), loaded(states, mask)):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize(("h", "w", "strided", "left"), [(2, 2, 0, (2, 2)), (4, 6, 2, (1, 2)), (8, 8, 2, (2, 2)),
+                                                       (16, 16, 3, (2, 2)), (5, 3, 2, (2, 1))])
+def test_the_image_code_halves_the_grid_until_no_side_exceeds_two(h, w, strided, left):
+    cfg = TextToLatentConfig(**{**TINY, "latent_h": h, "latent_w": w, "patch": 1})
+    net = image_code_network(cfg)
+    convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(1, 1)] + [(2, 2)] * strided
+    assert [c.out_channels for c in convs] == [16] + [32] * strided  # width / 2, then width
+    bits = torch.randint(0, 2, (5, 3, h, w)).float() * 2 - 1
+    assert net[: 2 * len(convs)](bits).shape == (5, convs[-1].out_channels, *left)
+    assert net(bits).shape == (5, 12)
+
+
+def test_the_image_code_reads_every_cell_with_shared_weights():
+    """Every cell moves the code (nothing is cropped), and the first convolution's features of a
+    patch of cells are the same wherever the patch lies (weights shared across the grid)."""
+    model = tiny()
+    bits = torch.randint(0, 2, (1, 3, 4, 6), dtype=torch.uint8)
+    base = model.image_code_logits(bits)
+    for y in range(4):
+        for x in range(6):
+            flipped = bits.clone()
+            flipped[0, :, y, x] ^= 1
+            assert not torch.equal(model.image_code_logits(flipped), base), (y, x)
+    first = model.image_code_head[0]
+    patch = torch.randint(0, 2, (1, 3, 3, 3)).float() * 2 - 1
+    grid_a, grid_b = torch.zeros(1, 3, 4, 6), torch.zeros(1, 3, 4, 6)
+    grid_a[..., 0:3, 0:3], grid_b[..., 1:4, 3:6] = patch, patch
+    torch.testing.assert_close(first(grid_a)[..., 1, 1], first(grid_b)[..., 2, 4])
+
+
+def test_a_model_of_another_format_version_is_refused_with_the_command(tmp_path):
+    save_text_to_latent(tiny(), tmp_path)
+    meta = json.loads((tmp_path / CONFIG_FILE).read_text())
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(ValueError, match=f"format version 1.*{MAKE_COMMAND}"):
+        load_text_to_latent(tmp_path)
 
 
 def test_missing_model_names_the_command(tmp_path):
