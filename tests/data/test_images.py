@@ -84,7 +84,9 @@ def test_missing_file(tmp_path: Path):
 @pytest.mark.parametrize("relative", ["../../etc/passwd", "/etc/passwd", "a/../../outside.jpg", ""])
 def test_paths_outside_the_root_are_refused(tmp_path: Path, relative: str):
     (tmp_path / "root").mkdir()
-    assert images.resolve_inside(tmp_path / "root", relative) is None
+    save_jpeg(tmp_path / "outside.jpg")
+    found = images.locate_image([tmp_path / "root"], relative)
+    assert found.status == images.PATH_ESCAPES_ROOT and found.path is None
 
 
 def test_symlink_escaping_the_root_is_refused(tmp_path: Path):
@@ -92,6 +94,39 @@ def test_symlink_escaping_the_root_is_refused(tmp_path: Path):
     root.mkdir()
     save_jpeg(tmp_path / "outside.jpg")
     (root / "link.jpg").symlink_to(tmp_path / "outside.jpg")
-    assert images.resolve_inside(root, "link.jpg") is None
+    found = images.locate_image([root], "link.jpg")
+    assert found.status == images.PATH_ESCAPES_ROOT and found.path is None
+    assert "outside" in found.detail
     save_jpeg(root / "inside.jpg")
-    assert images.resolve_inside(root, "inside.jpg") == (root / "inside.jpg").resolve()
+    assert images.locate_image([root], "inside.jpg").path == (root / "inside.jpg").resolve()
+
+
+def test_roots_are_tried_in_order_and_each_bounds_its_own_paths(tmp_path: Path):
+    """The captions folder first, its images/ folder second: ``images/a.jpg`` and ``a.jpg`` both
+    name images/a.jpg, a file in the first root wins over the second, and a path is never taken
+    outside the root it was taken against."""
+    folder, beside = tmp_path, tmp_path / "images"
+    beside.mkdir()
+    save_jpeg(beside / "a.jpg")
+    roots = [folder, beside]
+    for written in ("images/a.jpg", "a.jpg", str((beside / "a.jpg").resolve())):
+        found = images.locate_image(roots, written)
+        assert found.status == "ok" and found.path == (beside / "a.jpg").resolve(), written
+    assert images.locate_image(roots, "images/a.jpg").root == folder
+    assert images.locate_image(roots, "a.jpg").root == beside
+    save_jpeg(folder / "a.jpg", seed=1)
+    assert images.locate_image(roots, "a.jpg").path == (folder / "a.jpg").resolve()
+    missing = images.locate_image(roots, "nope.jpg")
+    assert missing.status == images.MISSING_FILE
+    assert str(folder / "nope.jpg") in missing.detail and str(beside / "nope.jpg") in missing.detail
+    # ../a.jpg from images/ is the captions folder's a.jpg: outside images/, so refused there
+    assert images.locate_image([beside], "../a.jpg").status == images.PATH_ESCAPES_ROOT
+
+
+def test_a_folder_or_an_unreadable_name_is_a_reason(tmp_path: Path):
+    (tmp_path / "dir.jpg").mkdir()
+    assert images.decode_image_file(tmp_path / "dir.jpg", 16, LIMIT).status == images.UNREADABLE_FILE
+    assert images.decode_image_file(tmp_path / ("x" * 300 + ".jpg"), 16, LIMIT).status in (
+        images.MISSING_FILE, images.UNREADABLE_FILE)
+    assert images.locate_image([tmp_path], "x" * 300 + ".jpg").status == images.MISSING_FILE
+    assert images.locate_image([tmp_path], "a\x00b.jpg").status == images.PATH_ESCAPES_ROOT

@@ -1,5 +1,7 @@
 """Ingest on a crafted CSV holding every bad input the issue names, plus valid odd modes."""
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +131,70 @@ def test_unknown_parameters_and_bad_sizes_are_clear_errors():
         DataConfig(image_size=48)
     with pytest.raises(ValueError, match="needs data.path"):
         DataConfig(format="csv")
+
+
+def _ingest_rows(tmp_path: Path, caption_file: Path, data_format: str = "csv", **overrides):
+    config = replace(_config(caption_file, tmp_path), format=data_format, **overrides)
+    return ingest(config, tmp_path / f"staged-{data_format}-{config.chunk_rows}", progress=False)
+
+
+def test_image_paths_relative_to_the_captions_folder_or_its_images_folder(tmp_path: Path):
+    """``images/photo1.jpg`` (relative to the captions file) and ``photo2.jpg`` (the Flickr8k
+    layout, in images/) both resolve; nothing leaves the folder; validation.json counts the rows
+    read from each root. The same for JSONL."""
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    for i, name in enumerate(("photo1.jpg", "photo2.jpg", "photo3.jpg")):
+        save_jpeg(root / "images" / name, seed=i)
+    save_jpeg(tmp_path / "secret.jpg", seed=9)
+    (root / "images" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    rows = [("images/photo1.jpg", "a first photo"), ("photo2.jpg", "a second photo"),
+            ("images/photo3.jpg", "a third photo"), ("photo3.jpg", "the third named bare"),
+            ("../secret.jpg", "dot dot"), ("images/link.jpg", "a link out"), ("link.jpg", "the link named bare"),
+            (str(tmp_path / "secret.jpg"), "absolute outside"), (str(root / "images" / "photo1.jpg"), "absolute inside")]
+    (root / "captions.csv").write_text("image,caption\n" + "".join(f"{i},{c}\n" for i, c in rows))
+    (root / "captions.jsonl").write_text("".join(json.dumps({"image": i, "caption": c}) + "\n" for i, c in rows))
+    for data_format in ("csv", "jsonl"):
+        result = _ingest_rows(tmp_path, root / f"captions.{data_format}", data_format)
+        accepted = dict(zip(result.pairs["caption"], result.pairs["image_id"]))
+        assert set(accepted) == {"a first photo", "a second photo", "a third photo", "the third named bare",
+                                 "absolute inside"}, data_format
+        reasons = dict(zip(result.rejected["caption"], result.rejected["reasons"]))
+        assert reasons == {c: "path_escapes_root" for c in ("dot dot", "a link out", "the link named bare",
+                                                              "absolute outside")}, data_format
+        assert result.report["image_roots"] == {str(root): 3, str(root / "images"): 2}, data_format
+
+
+def test_image_root_when_set_is_the_only_root(tmp_path: Path):
+    (tmp_path / "pictures").mkdir()
+    save_jpeg(tmp_path / "pictures" / "a.jpg")
+    save_jpeg(tmp_path / "b.jpg")
+    (tmp_path / "c.csv").write_text("image,caption\na.jpg,in the root\nb.jpg,beside the captions\n")
+    result = _ingest_rows(tmp_path, tmp_path / "c.csv", image_root=str(tmp_path / "pictures"))
+    assert list(result.pairs["caption"]) == ["in the root"]
+    assert list(result.rejected["reasons"]) == ["missing_file"]
+    assert result.report["image_roots"] == {str(tmp_path / "pictures"): 1}
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 100])
+def test_a_problem_found_while_reading_is_kept_when_the_image_is_shared(tmp_path: Path, chunk_rows: int):
+    """A row with invalid UTF-8 or the wrong number of fields is rejected with that reason even
+    when an earlier row of the same chunk (or an earlier chunk) decoded the same image."""
+    save_jpeg(tmp_path / "a.jpg")
+    payload = (b"image,caption\n" b"a.jpg,a photo\n" b"a.jpg,caf\xe9 photo\n" b"a.jpg,one,field too many\n"
+               b"a.jpg,another photo\n" b"a.jpg,\xff\n")
+    (tmp_path / "c.csv").write_bytes(payload)
+    result = _ingest_rows(tmp_path, tmp_path / "c.csv", chunk_rows=chunk_rows)
+    assert list(result.pairs["caption"]) == ["a photo", "another photo"]
+    assert dict(zip(result.rejected["ordinal"], result.rejected["reasons"])) == {
+        1: "invalid_utf8", 2: "malformed_row", 4: "invalid_utf8"}
+    assert not any("\ufffd" in c for c in result.pairs["caption"])
+
+
+def test_every_read_problem_of_a_row_is_a_reason(tmp_path: Path):
+    save_jpeg(tmp_path / "a.jpg")
+    (tmp_path / "c.csv").write_bytes(b"image,caption\na.jpg,fine\na.jpg,caf\xe9,extra\n")
+    result = _ingest_rows(tmp_path, tmp_path / "c.csv")
+    assert list(result.rejected["reasons"]) == ["malformed_row;invalid_utf8"]
+    assert list(result.rejected["caption"]) == ["caf\ufffd"]  # what the row held, printable
+    assert result.report["reasons"] == {"malformed_row": 1, "invalid_utf8": 1}

@@ -22,7 +22,7 @@ def test_csv_rows_invalid_utf8_and_malformed_rows_are_kept(tmp_path: Path):
     (tmp_path / "captions.csv").write_bytes(payload)
     rows = list(sources.read_csv(tmp_path / "captions.csv"))
     assert [r.ordinal for r in rows] == [0, 1, 2, 3, 4]
-    assert rows[0].caption == "a dog on grass" and rows[0].root == tmp_path / "images"
+    assert rows[0].caption == "a dog on grass" and rows[0].roots == (tmp_path, tmp_path / "images")
     assert rows[1].caption == "a dog, running" and not rows[1].problems
     assert rows[2].problems == [sources.INVALID_UTF8] and "\ufffd" in rows[2].caption
     assert rows[3].problems == [sources.MALFORMED_ROW]
@@ -82,12 +82,35 @@ def test_folder_with_sidecar_captions(tmp_path: Path):
                         "sub/two.jpg": ["nested"]}
 
 
-@pytest.mark.skipif(not Path("../shared/datasets/flickr8k/captions.csv").is_file(),
-                    reason="../shared/datasets is absent")
-def test_flickr8k_layout_resolves_images():
-    rows = sources.read_csv(Path("../shared/datasets/flickr8k/captions.csv"))
-    first = next(rows)
-    assert (first.root / first.image_path).is_file()
+def test_a_byte_order_mark_a_huge_field_and_stray_bytes_are_rows_not_crashes(tmp_path: Path):
+    payload = (b"\xef\xbb\xbfimage,caption\n" + b"a.jpg,fine\n" + b'a.jpg,"' + b"y" * 200_000 + b'"\n'
+               + b"b.jpg,\x00nul\n" + b"c.jpg,last\n")
+    (tmp_path / "c.csv").write_bytes(payload)
+    rows = list(sources.read_csv(tmp_path / "c.csv"))
+    assert [r.ordinal for r in rows] == [0, 1, 2, 3]
+    assert rows[0].caption == "fine" and rows[0].roots == (tmp_path,)
+    assert rows[1].problems == [sources.MALFORMED_ROW]  # over the csv module's field limit
+    assert rows[3].caption == "last" and not rows[3].problems
+
+
+def test_jsonl_fields_of_the_wrong_type_and_lone_surrogates(tmp_path: Path):
+    lines = [b'{"image": "a.jpg", "caption": {"nested": 1}}', b'{"image": "a.jpg", "caption": "bad \\ud800"}',
+             b"[" * 100_000, b'{"image": "a.jpg", "caption": "ok", "note": "\xff"}']
+    (tmp_path / "p.jsonl").write_bytes(b"\n".join(lines))
+    rows = list(sources.read_jsonl(tmp_path / "p.jsonl"))
+    assert rows[0].problems == [sources.MALFORMED_ROW] and rows[0].caption is None
+    assert rows[1].problems == [sources.INVALID_UTF8] and rows[1].caption == "bad \ufffd"
+    assert rows[2].problems == [sources.MALFORMED_ROW]
+    assert rows[3].problems == [sources.INVALID_UTF8]  # bad bytes anywhere on the line
+
+
+def test_coco_file_that_is_not_an_object_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "captions.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        list(sources.read_coco(tmp_path / "captions.json"))
+    (tmp_path / "captions.json").write_text(json.dumps({"images": [{"id": [1]}], "annotations": [7, {"image_id": [1]}]}))
+    rows = list(sources.read_coco(tmp_path / "captions.json"))
+    assert rows[0].problems == [sources.MALFORMED_ROW] and "missing_image_field" in rows[1].problems
 
 
 @pytest.mark.skipif(not Path("../shared/datasets/coco_mini").is_dir(), reason="../shared/datasets is absent")

@@ -6,22 +6,18 @@ Nothing here raises on a bad file. ``decode_image_file`` returns a ``DecodedImag
 
 from __future__ import annotations
 
-import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Problem codes, shared with validation (each becomes a rejection reason).
-MISSING_FILE = "missing_file"
-EMPTY_FILE = "empty_file"
-NOT_AN_IMAGE = "not_an_image"
-TRUNCATED_IMAGE = "truncated_image"
-DECOMPRESSION_BOMB = "decompression_bomb"
-PATH_ESCAPES_ROOT = "path_escapes_root"
-MISSING_IMAGE_FIELD = "missing_image_field"
+from bitlatent.data.rules import (  # noqa: F401  (the codes decoding gives, re-exported)
+    DECOMPRESSION_BOMB, EMPTY_FILE, MISSING_FILE, MISSING_IMAGE_FIELD, NOT_AN_IMAGE, PATH_ESCAPES_ROOT,
+    TRUNCATED_IMAGE, UNREADABLE_FILE,
+)
 
 
 @dataclass
@@ -35,16 +31,45 @@ class DecodedImage:
     detail: str = ""  # the underlying error, for the rejected table
 
 
-def resolve_inside(root: Path, relative: str) -> Path | None:
-    """``root / relative`` if it stays inside ``root`` (symlinks resolved), else ``None``.
+@dataclass(frozen=True)
+class ImageLocation:
+    """Where a row's image path led: a file inside one of the roots, or a problem code."""
 
-    Absolute paths are refused outright: a dataset's image paths are relative to its root.
+    status: str  # "ok", MISSING_FILE or PATH_ESCAPES_ROOT
+    path: Path | None = None  # the resolved file when ok
+    root: Path | None = None  # the root (as given, not resolved) the file was found under
+    detail: str = ""
+
+
+def locate_image(roots: Sequence[Path], written: str) -> ImageLocation:
+    """Find the file an image path names, trying each root in order, never outside them.
+
+    The path is taken against each root in turn (an absolute path is taken as it is); the first
+    root under which it names an existing file wins. A candidate whose real location (``..``
+    and symlinks resolved) is outside the root it was taken against is never opened. With no
+    file found, the row is ``path_escapes_root`` when some candidate led outside its root, else
+    ``missing_file``; the detail names every place looked at.
     """
-    if not relative or os.path.isabs(relative) or relative.startswith(("~", "\\")):
-        return None
-    root = root.resolve()
-    candidate = (root / relative).resolve()
-    return candidate if candidate.is_relative_to(root) else None
+    if not written or written.startswith(("~", "\\")) or "\x00" in written:
+        return ImageLocation(PATH_ESCAPES_ROOT, detail=f"{written!r} is not a path inside the image root")
+    escaped, looked = False, []
+    for root in roots:
+        try:
+            base = root.resolve()
+            candidate = (base / written).resolve()
+            if not candidate.is_relative_to(base):
+                escaped = True
+                looked.append(f"{root / written} (outside {root})")
+                continue
+            if candidate.is_file():
+                return ImageLocation("ok", candidate, root)
+        except (OSError, RuntimeError, ValueError) as error:  # name too long, symlink loop, ...
+            looked.append(f"{root / written} ({type(error).__name__})")
+            continue
+        looked.append(str(root / written))
+    if not roots:
+        return ImageLocation(MISSING_FILE, detail=f"{written}: no image root to look under")
+    return ImageLocation(PATH_ESCAPES_ROOT if escaped else MISSING_FILE, detail="; ".join(looked))
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -74,19 +99,23 @@ def square_resize(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(fitted, dtype=np.uint8).copy()  # (size, size, 3)
 
 
-def decode_image_file(path: Path | None, size: int, max_pixels: int) -> DecodedImage:
+def decode_image_file(path: Path, size: int, max_pixels: int) -> DecodedImage:
     """Decode ``path`` into a (size, size, 3) uint8 array, or say why not.
 
-    Order of checks: missing, empty, declared dimensions (before any pixel is decoded, so a
-    decompression bomb costs nothing), then the full decode (truncation shows up here).
+    Order of checks: missing, not a regular file or not readable, empty, declared dimensions
+    (before any pixel is decoded, so a decompression bomb costs nothing), then the full decode
+    (truncation shows up here).
     """
-    if path is None:
-        return DecodedImage(PATH_ESCAPES_ROOT)
     try:
-        if not path.is_file():
+        if not path.exists():
             return DecodedImage(MISSING_FILE, detail=str(path))
+        if not path.is_file():
+            return DecodedImage(UNREADABLE_FILE, detail=f"{path}: not a regular file")
         if path.stat().st_size == 0:
             return DecodedImage(EMPTY_FILE, detail=str(path))
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte, ...
+        return DecodedImage(UNREADABLE_FILE, detail=f"{type(error).__name__}: {error}")
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
@@ -104,7 +133,9 @@ def decode_image_file(path: Path | None, size: int, max_pixels: int) -> DecodedI
         return DecodedImage(DECOMPRESSION_BOMB, detail=str(error))
     except UnidentifiedImageError as error:
         return DecodedImage(NOT_AN_IMAGE, detail=str(error))
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
+    except PermissionError as error:
+        return DecodedImage(UNREADABLE_FILE, detail=f"{type(error).__name__}: {error}")
+    except Exception as error:  # noqa: BLE001 - a corrupt file can make a Pillow plugin raise anything
         return DecodedImage(TRUNCATED_IMAGE, detail=f"{type(error).__name__}: {error}")
     return DecodedImage("ok", pixels=pixels, width=float(width), height=float(height))
 

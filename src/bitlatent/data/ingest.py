@@ -12,18 +12,17 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from bitlatent.data.config import DataConfig
-from bitlatent.data.images import DecodedImage, decode_image_file, pixel_stats, resolve_inside
+from bitlatent.data.images import DecodedImage, decode_image_file, locate_image, pixel_stats
 from bitlatent.data.records import RawPair
 from bitlatent.data.shards import ShardWriter
 from bitlatent.data.sources import READERS
@@ -79,14 +78,38 @@ def sample_id_of(image_id: str, caption: str | None) -> str:
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
-def _decode(pair: RawPair, config: DataConfig) -> DecodedImage:
-    if pair.problems:
-        return DecodedImage(pair.problems[0], detail=";".join(pair.problems))
+@dataclass(frozen=True)
+class _Image:
+    """What the ingest knows about one row's image: decoded (or why not), its statistics, and the
+    root its file was found under."""
+
+    decoded: DecodedImage
+    mean: float = float("nan")  # pixel_stats of the resized image, NaN when not decoded
+    std: float = float("nan")
+    root: str | None = None  # the image root (as configured) the file was read from
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """Where an accepted image was written, for the later rows that share it."""
+
+    split: str
+    shard: int
+    row: int
+    image: _Image
+
+
+def _read_image(pair: RawPair, config: DataConfig) -> _Image:
+    """Decode a row's image: rendered pixels as they are, a file found under the row's roots."""
     if pair.pixels is not None:
         side = float(pair.pixels.shape[0])
-        return DecodedImage("ok", pixels=pair.pixels, width=side, height=side)
-    path = resolve_inside(pair.root, pair.image_path) if pair.root is not None else None
-    return decode_image_file(path, config.image_size, config.max_image_pixels)
+        return _Image(DecodedImage("ok", pixels=pair.pixels, width=side, height=side), *pixel_stats(pair.pixels))
+    location = locate_image(pair.roots, pair.image_path or "")
+    if location.status != "ok":
+        return _Image(DecodedImage(location.status, detail=location.detail))
+    decoded = decode_image_file(location.path, config.image_size, config.max_image_pixels)
+    stats = pixel_stats(decoded.pixels) if decoded.pixels is not None else (float("nan"), float("nan"))
+    return _Image(decoded, *stats, root=str(location.root))
 
 
 class _Ingest:
@@ -97,62 +120,76 @@ class _Ingest:
         self.validator = ChunkValidator(ValidationLimits.from_dict(config.validation))
         self.writer = ShardWriter(staging, config.image_size, config.rows_per_shard)
         self.seen: set[bytes] = set()  # digests of sample ids seen so far
-        self.located: dict[str, tuple[str, int, int, float, float, float, float]] = {}
+        self.located: dict[str, _Placed] = {}  # image id -> where its accepted image was written
         self.pairs_path = staged_pairs_path(Path(staging))
         self.pairs_writer = pq.ParquetWriter(self.pairs_path, PAIRS_SCHEMA)  # row group per chunk
         self.split_counts: Counter = Counter()
+        self.root_rows: Counter = Counter()  # image root -> rows whose image file was found under it
         self.accepted_rows = 0
         self.rejected: list[pd.DataFrame] = []
         self.input_rows = 0
 
+    def image_of(self, pair: RawPair, chunk_images: dict[str, _Image]) -> _Image:
+        """The row's image: a problem found while reading the row always wins (whatever image
+        the row shares with earlier ones); else an image already written or decoded in this
+        chunk is reused; else it is read."""
+        for root in pair.roots:
+            self.root_rows.setdefault(str(root), 0)
+        if pair.problems:
+            return _Image(DecodedImage(pair.problems[0], detail=";".join(pair.problems)))
+        if pair.pixels is None and pair.image_id in self.located:
+            image = self.located[pair.image_id].image
+        elif pair.pixels is None and pair.image_id in chunk_images:
+            image = chunk_images[pair.image_id]
+        else:
+            image = _read_image(pair, self.config)
+            if pair.pixels is None:  # rendered images are unique per row: nothing to remember
+                chunk_images[pair.image_id] = image
+        if image.root is not None:
+            self.root_rows[image.root] += 1
+        return image
+
     def run_chunk(self, chunk: list[RawPair]) -> None:
-        rows, decoded, local = [], [], {}
+        rows, images, chunk_images = [], [], {}
         for pair in chunk:
             caption = pair.caption.strip() if pair.caption is not None else None
             sample_id = sample_id_of(pair.image_id, caption)
             digest = bytes.fromhex(sample_id)
             seen_before = digest in self.seen
             self.seen.add(digest)
-            known = self.located.get(pair.image_id)
-            if known is not None and not pair.problems:
-                image = DecodedImage("ok", width=known[3], height=known[4])
-                mean, std = known[5], known[6]
-            else:
-                image = local.get(pair.image_id) or _decode(pair, self.config)
-                if pair.pixels is None and not pair.problems:
-                    local[pair.image_id] = image
-                mean, std = pixel_stats(image.pixels) if image.pixels is not None else (np.nan, np.nan)
-            decoded.append(image)
+            image = self.image_of(pair, chunk_images)
+            images.append(image)
             rows.append({
                 "sample_id": sample_id, "caption": caption,
                 "caption_chars": len(caption) if caption else 0, "seen_before": seen_before,
-                "image_status": image.status, "width": image.width, "height": image.height,
-                "pixel_std": std, "pixel_mean": mean,
+                "image_status": image.decoded.status, "width": image.decoded.width,
+                "height": image.decoded.height, "pixel_std": image.std, "pixel_mean": image.mean,
             })
-        frame = pd.DataFrame(rows)
-        reasons = self.validator.validate(frame)
+        reasons = self.validator.validate(pd.DataFrame(rows))
         self.input_rows += len(chunk)
 
         accepted, rejected = [], []
-        for pair, image, row, why in zip(chunk, decoded, rows, reasons):
+        for pair, image, row, why in zip(chunk, images, rows, reasons):
+            why = why + [problem for problem in pair.problems if problem not in why]
             if why:
                 rejected.append({
                     "ordinal": pair.ordinal, "sample_id": row["sample_id"], "image_id": pair.image_id,
                     "image_path": pair.image_path, "caption": row["caption"],
-                    "reasons": ";".join(why), "detail": image.detail,
+                    "reasons": ";".join(why), "detail": image.decoded.detail,
                 })
                 continue
-            place = self.located.get(pair.image_id)
+            place = self.located.get(pair.image_id) if pair.pixels is None else None
             if place is None:
                 split = pair.forced_split or assign_split(
                     pair.image_id, self.config.splits, self.config.split_seed)
-                shard, index = self.writer.add(split, image.pixels)
-                place = (split, shard, index, image.width, image.height, row["pixel_mean"], row["pixel_std"])
-                if pair.pixels is None:  # rendered images are unique per row: nothing to remember
+                shard, index = self.writer.add(split, image.decoded.pixels)
+                place = _Placed(split, shard, index, replace(image, decoded=DecodedImage(
+                    "ok", width=image.decoded.width, height=image.decoded.height)))  # pixels are in the shard
+                if pair.pixels is None:
                     self.located[pair.image_id] = place
             accepted.append({
                 "sample_id": row["sample_id"], "image_id": pair.image_id, "caption": row["caption"],
-                "split": place[0], "shard": place[1], "row": place[2],
+                "split": place.split, "shard": place.shard, "row": place.row,
                 "attributes": json.dumps(pair.attributes) if pair.attributes is not None else None,
             })
         if accepted:
@@ -183,6 +220,7 @@ def build_report(state: _Ingest, rejected: pd.DataFrame, shard_index: dict) -> d
         "reasons": dict(reasons.most_common()),
         "images": {split: info["num_images"] for split, info in shard_index["splits"].items()},
         "pairs_per_split": dict(sorted((k, int(v)) for k, v in state.split_counts.items())),
+        "image_roots": {root: int(rows) for root, rows in state.root_rows.items()},
         "expectations": state.validator.summary(),
     }
 

@@ -21,9 +21,14 @@ class RawPair:
     ordinal: int  # 0-based position of the row in the input, for the rejected table
     image_id: str  # stable id of the image; all captions of one image share it
     caption: str | None
-    image_path: str | None = None  # as written in the input, relative to ``root``
-    root: Path | None = None  # the folder image paths must stay inside
+    image_path: str | None = None  # as written in the input, relative to one of ``roots``
+    roots: tuple[Path, ...] = ()  # folders the path is taken against, in order; it must stay inside one
     pixels: np.ndarray | None = None  # uint8 (H, W, 3), for sources that render
     attributes: list[dict[str, Any]] | None = None  # ground truth, synthetic only
     forced_split: str | None = None  # e.g. held-out attribute combinations -> "test"
     problems: list[str] = field(default_factory=list)  # reasons found while reading
+
+    @property
+    def root(self) -> Path | None:
+        """The first of ``roots`` (``None`` for rendered rows)."""
+        return self.roots[0] if self.roots else None

@@ -25,17 +25,30 @@ IMAGE_TOO_SMALL = "image_too_small"
 IMAGE_TOO_LARGE = "image_too_large"
 CONSTANT_IMAGE = "constant_image"
 
+# Problems found while reading a row or its image file (``sources.py``, ``images.py``).
+MISSING_FILE = "missing_file"  # no file at the path under any image root
+UNREADABLE_FILE = "unreadable_file"  # the file exists but cannot be opened (permissions, a folder, ...)
+EMPTY_FILE = "empty_file"
+NOT_AN_IMAGE = "not_an_image"
+TRUNCATED_IMAGE = "truncated_image"
+DECOMPRESSION_BOMB = "decompression_bomb"
+PATH_ESCAPES_ROOT = "path_escapes_root"  # ``..``, an absolute path or a symlink leading outside the root
+INVALID_UTF8 = "invalid_utf8"
+MALFORMED_ROW = "malformed_row"
+MISSING_IMAGE_FIELD = "missing_image_field"
+
 #: Problem codes the ingest may put in ``image_status``; a failing row's reason is its own status.
 IMAGE_STATUS_CODES: tuple[str, ...] = (
-    "missing_file",
-    "empty_file",
-    "not_an_image",
-    "truncated_image",
-    "decompression_bomb",
-    "path_escapes_root",
-    "invalid_utf8",
-    "malformed_row",
-    "missing_image_field",
+    MISSING_FILE,
+    UNREADABLE_FILE,
+    EMPTY_FILE,
+    NOT_AN_IMAGE,
+    TRUNCATED_IMAGE,
+    DECOMPRESSION_BOMB,
+    PATH_ESCAPES_ROOT,
+    INVALID_UTF8,
+    MALFORMED_ROW,
+    MISSING_IMAGE_FIELD,
 )
 
 REASON_CODES: tuple[str, ...] = (
