@@ -10,9 +10,9 @@ For each bit budget a decoder with a 16x16 latent grid and C = bits / 256 bits p
 pretrained for ``--epochs`` epochs (a fixed amount of optimisation, so the curve does not depend
 on how busy the machine is; the seconds it took are recorded), then latents of the held-out
 images are fitted with it frozen (``fit_latents``, ``--fit-steps``). PSNR over the set (from the
-mean MSE), as in DESIGN.md §5. Slow: not part of ``run_all.py --quick``. Writes
-``results/rate_distortion.json`` (after every bit budget, so a killed run keeps the finished
-points) and ``results/rate_distortion.png``.
+mean MSE), as the quality targets define it (docs/architecture.md). Slow: not part of
+``run_all.py --quick``. Writes ``results/rate_distortion.json`` (after every bit budget, so a
+killed run keeps the finished points) and ``results/rate_distortion.png``.
 """
 
 from __future__ import annotations

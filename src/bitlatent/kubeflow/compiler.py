@@ -55,7 +55,7 @@ class ComponentConfig:
 
 
 def default_components() -> dict[str, ComponentConfig]:
-    """Per-pipeline defaults (DESIGN.md §1.5: pretraining, adaptation and alignment on GPUs).
+    """Per-pipeline defaults; the training stages (pretraining, adaptation, alignment) get a GPU each.
 
     Parameters that are local paths under ``data/`` (scratch, checkpoints) are moved to the
     shared volume here; ``tests/kubeflow`` checks that none is left on the pod's disk.

@@ -18,8 +18,8 @@ from typing import Any
 
 from kedro.pipeline import Pipeline
 
-# DESIGN.md §2: the order `kedro run` runs them in; breaks ties between independent pipelines
-# so the compiled YAML is stable. Pipelines not listed come after, by name.
+# The order `kedro run` runs them in (docs/architecture.md); breaks ties between independent
+# pipelines so the compiled YAML is stable. Pipelines not listed come after, by name.
 DESIGN_ORDER = (
     "data_validation",
     "decoder_pretraining",
@@ -104,7 +104,7 @@ def _rank(name: str) -> tuple[int, str]:
 
 
 def _topological_order(upstream: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """Kahn's algorithm, ties broken by DESIGN.md order then name; a cycle is an error."""
+    """Kahn's algorithm, ties broken by ``DESIGN_ORDER`` then name; a cycle is an error."""
     waiting = {name: set(ups) for name, ups in upstream.items()}
     order: list[str] = []
     while waiting:
