@@ -10,10 +10,13 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from bitlatent import settings
-from bitlatent.configs import AdaptationConfig, AlignmentConfig, EvaluationConfig, PretrainingConfig
 from bitlatent.core.decoder import DecoderConfig
 from bitlatent.data.config import DataConfig
 from bitlatent.export.config import ExportConfig
+from bitlatent.pipelines.alignment.parameters import AlignmentConfig
+from bitlatent.pipelines.decoder_pretraining.parameters import PretrainingConfig
+from bitlatent.pipelines.evaluation.parameters import EvaluationConfig
+from bitlatent.pipelines.latent_adaptation.parameters import AdaptationConfig
 
 PROJECT = Path(__file__).resolve().parents[1]
 ENVS = sorted(p.name for p in (PROJECT / "conf").iterdir() if p.is_dir() and p.name not in ("base", "local"))

@@ -18,11 +18,12 @@ A logit ``l`` gives bit 1 when ``l >= 0`` (so a zero logit is +1).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from bitlatent.config import ConfigGroup
 
 __all__ = [
     "LatentSpec",
@@ -44,7 +45,7 @@ _BIT_ORDERS = ("big", "little")
 
 
 @dataclass(frozen=True)
-class LatentSpec:
+class LatentSpec(ConfigGroup):
     """Shape and bit layout of one binary latent (the ``latent spec`` artifact, as JSON)."""
 
     h: int = 16
@@ -61,6 +62,7 @@ class LatentSpec:
     """Order in which ``(C, h, w)`` is flattened before packing; only "CHW" (C order) is defined."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("h", "w", "bits_per_cell", "image_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -87,18 +89,6 @@ class LatentSpec:
     @property
     def bits_per_pixel(self) -> float:
         return self.bits_per_image / float(self.image_size * self.image_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LatentSpec":
-        """Inverse of ``to_dict``; missing keys take their defaults, unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown LatentSpec keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
 
 
 # ----------------------------------------------------------------------------- binarisation

@@ -4,14 +4,15 @@ by ``ddp.pretrain_distributed`` and ``vae.train_vae``). Import it from ``bitlate
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from bitlatent.config import ConfigGroup
 
 __all__ = ["TrainConfig", "RESUME_FREE"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigGroup):
     """Everything that steers ``pretrain`` and ``fit_latents``. Fractions refer to the run's steps."""
 
     # --- runtime
@@ -104,27 +105,13 @@ class TrainConfig:
     """Keep, per image, the hard bits with the lowest loss seen during the hard phase."""
 
     def __post_init__(self) -> None:
-        self.decoder_betas = tuple(self.decoder_betas)
-        self.latent_betas = tuple(self.latent_betas)
-        self.fit_betas = tuple(self.fit_betas)
+        super().__post_init__()
         if self.latent_init not in ("independent", "shared"):
             raise ValueError(f"latent_init must be 'independent' or 'shared', got {self.latent_init!r}")
         if self.loss not in ("mse", "l1"):
             raise ValueError(f"unknown loss {self.loss!r}")
         if self.batch_size < 1 or self.fit_batch_size < 1 or self.epochs < 0 or self.fit_steps < 0:
             raise ValueError("batch sizes must be >= 1, epochs and fit_steps >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
 
 
 # Fields that may change between a run and its resumption (a checkpoint of a run that differs

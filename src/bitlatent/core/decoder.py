@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bitlatent.config import ConfigGroup
 
 from .binary import LatentSpec
 from .io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
@@ -48,7 +50,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass
-class DecoderConfig:
+class DecoderConfig(ConfigGroup):
     """Decoder architecture. One entry of ``widths``/``blocks_per_stage`` per resolution stage:
     stage 0 runs at the latent grid, stage s at ``2**s`` times it, the last at the image size."""
 
@@ -76,6 +78,7 @@ class DecoderConfig:
     """Output channels (RGB)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.widths = tuple(int(v) for v in self.widths)
         self.blocks_per_stage = tuple(int(v) for v in self.blocks_per_stage)
         factor_h, factor_w = self.image_size / self.latent_h, self.image_size / self.latent_w
@@ -106,19 +109,6 @@ class DecoderConfig:
 
     def latent_spec(self) -> LatentSpec:
         return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["widths"], d["blocks_per_stage"] = list(self.widths), list(self.blocks_per_stage)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DecoderConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown DecoderConfig keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
 
 
 _ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
+from bitlatent.config import ConfigGroup
 from bitlatent.data.splits import check_fractions
 
 FORMATS = ("synthetic", "coco", "csv", "jsonl", "folder")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(ConfigGroup):
     """Where the pairs come from and how they become validated shards."""
+
+    GROUP = "data"
 
     format: str = "synthetic"
     """One of ``synthetic``, ``coco``, ``csv``, ``jsonl``, ``folder``."""
@@ -44,6 +47,7 @@ class DataConfig:
     """Options of the synthetic source (``SyntheticConfig``); ``num_pairs`` comes from ``max_pairs``."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.format not in FORMATS:
             raise ValueError(f"data.format must be one of {FORMATS}, got {self.format!r}")
         if self.format != "synthetic" and not self.path:
@@ -55,12 +59,3 @@ class DataConfig:
         if self.rows_per_shard < 1 or self.chunk_rows < 1:
             raise ValueError("data.rows_per_shard and data.chunk_rows must be positive")
         self.splits = check_fractions(dict(self.splits))
-
-    @classmethod
-    def from_dict(cls, params: dict[str, Any]) -> DataConfig:
-        """Build from the ``data`` parameter group; unknown keys are an error, not ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise ValueError(f"unknown data parameter(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**params)

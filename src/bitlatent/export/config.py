@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
+
+from bitlatent.config import ConfigGroup
 
 __all__ = ["ExportConfig"]
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(ConfigGroup):
     """How the bundle is exported and how strictly it must match torch."""
+
+    GROUP = "export"
 
     opset: int = 18
     """ONNX opset of both graphs."""
@@ -56,6 +59,7 @@ class ExportConfig:
     """Where the bundle is staged before it is moved into place (None: the system temp folder)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.opset < 18:
             raise ValueError(f"opset must be >= 18, got {self.opset}")
         if self.parity_batch < 2:
@@ -67,15 +71,3 @@ class ExportConfig:
         if self.int8_calibration_items < 1:
             raise ValueError("int8_calibration_items must be >= 1")
         self.library_splits = list(self.library_splits or [])
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "ExportConfig":
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown export parameters: {sorted(unknown)}")
-        return cls(**data)

@@ -34,13 +34,14 @@ Weights are saved as safetensors plus a JSON config (``save_text_to_latent`` /
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
+from bitlatent.config import ConfigGroup
 from bitlatent.core.binary import LatentSpec
 from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
@@ -69,7 +70,7 @@ MAKE_COMMAND = "kedro run --pipeline alignment"
 
 
 @dataclass
-class TextToLatentConfig:
+class TextToLatentConfig(ConfigGroup):
     """Architecture of the text-to-latent model; the latent fields must match the decoder's spec."""
 
     latent_h: int = 16
@@ -128,6 +129,7 @@ class TextToLatentConfig:
     """Tokens per prompt the model was trained with ([CLS] and [SEP] included)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("latent_h", "latent_w", "bits_per_cell", "image_size", "text_dim", "width", "heads",
                      "mlp_ratio", "code_bits", "image_code_hidden", "max_length"):  # fmt: skip
             value = getattr(self, name)
@@ -171,17 +173,6 @@ class TextToLatentConfig:
     def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":
         """A config whose latent fields come from ``spec``; other fields from ``kwargs`` or defaults."""
         return cls(latent_h=spec.h, latent_w=spec.w, bits_per_cell=spec.bits_per_cell, image_size=spec.image_size, **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TextToLatentConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown TextToLatentConfig keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
 
 
 # ----------------------------------------------------------------------------- blocks

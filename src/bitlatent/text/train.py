@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bitlatent.config import ConfigGroup
 from bitlatent.core.checkpoint import (
     check_resume, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, subtable,
 )
@@ -76,7 +77,7 @@ CHECKPOINT_FILE = "text_to_latent_train.safetensors"
 
 
 @dataclass
-class TextTrainConfig:
+class TextTrainConfig(ConfigGroup):
     """Everything that steers ``train_text_to_latent``."""
 
     # --- runtime
@@ -127,23 +128,11 @@ class TextTrainConfig:
     """Start a fresh model's per-bit bias at the training latents' per-bit log-odds."""
 
     def __post_init__(self) -> None:
-        self.betas = tuple(self.betas)
+        super().__post_init__()
         if self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every < 1:
             raise ValueError("batch_size and checkpoint_every must be >= 1, epochs >= 0")
         if self.contrastive_temperature <= 0:
             raise ValueError("contrastive_temperature must be > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TextTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown TextTrainConfig keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
 
 
 # Fields that may change between a run and its resumption.

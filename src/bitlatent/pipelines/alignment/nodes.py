@@ -5,23 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bitlatent.configs import AlignmentConfig
 from bitlatent.core.binary import unpack_bits
 from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.synthetic import reword
 from bitlatent.datasets.models import LatentParts
+from bitlatent.pipelines.alignment.parameters import AlignmentConfig
 from bitlatent.reporting.plots import training_curves
 from bitlatent.runs import code_digest, curve_records, fingerprint
 from bitlatent.text.encoder import load_text_encoder
 from bitlatent.text.feature_cache import TextFeatureCache
-from bitlatent.text.model import TextToLatent, TextToLatentConfig
-from bitlatent.text.train import AlignmentData, TextTrainConfig, train_text_to_latent
+from bitlatent.text.model import TextToLatent
+from bitlatent.text.train import AlignmentData, train_text_to_latent
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,12 @@ def train_alignment(
 ) -> tuple[TextToLatent, list[dict], Figure]:
     """Train the text-to-latent model on the train splits' captions, validated on ``val_split``."""
     config = AlignmentConfig.from_dict(alignment)
-    train = TextTrainConfig.from_dict(config.train)
+    train = config.train
     latents = all_latents(pretrain_latents, adapted_latents)
     spec = next(iter(latents.values())).spec
     encoder = load_text_encoder()
-    model_config = TextToLatentConfig.from_dict({
-        **config.model, "latent_h": spec.h, "latent_w": spec.w, "bits_per_cell": spec.bits_per_cell,
-        "image_size": spec.image_size, "encoder_revision": encoder.info.revision})
+    model_config = replace(config.model, latent_h=spec.h, latent_w=spec.w, bits_per_cell=spec.bits_per_cell,
+                           image_size=spec.image_size, encoder_revision=encoder.info.revision)
     cache = TextFeatureCache(config.feature_cache, max_length=model_config.max_length)
     training_pairs = with_extra_wordings(pairs, config.train_splits, config.extra_wordings)
     data = alignment_data(training_pairs, latents, config.train_splits, cache, encoder, config.max_captions)

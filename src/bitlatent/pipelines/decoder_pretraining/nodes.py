@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bitlatent.configs import PretrainingConfig, train_config
 from bitlatent.core.capacity import capacity_report
 from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
 from bitlatent.core.train import pretrain
 from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.lookup import images_table, shard_image_ids
 from bitlatent.data.shards import ImageShards
+from bitlatent.pipelines.decoder_pretraining.parameters import PretrainingConfig
 from bitlatent.reporting.plots import training_curves
 from bitlatent.runs import code_digest, curve_records, fingerprint
 
@@ -32,7 +32,7 @@ def pretrain_decoder(
     shard), the training curves, their plot and the capacity report.
     """
     config = PretrainingConfig.from_dict(pretraining)
-    train = train_config(config.train, "pretraining")
+    train = config.train
     decoder_config = DecoderConfig.from_dict({**decoder, "image_size": image_shards.image_size})
     shard_rows = [len(image_shards.shard(SPLIT, i)) for i in range(image_shards.num_shards(SPLIT))]
     if not shard_rows:

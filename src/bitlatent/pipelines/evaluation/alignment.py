@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bitlatent.configs import AlignmentConfig, EvaluationConfig
+from bitlatent.pipelines.alignment.parameters import AlignmentConfig
+from bitlatent.pipelines.evaluation.parameters import EvaluationConfig
 from bitlatent.core.binary import pack_bits
 from bitlatent.core.decoder import BinaryLatentDecoder
 from bitlatent.core.train import decode_packed

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from bitlatent.configs import EvaluationConfig
+from bitlatent.pipelines.evaluation.parameters import EvaluationConfig
 from bitlatent.core.decoder import BinaryLatentDecoder
 from bitlatent.core.metrics import psnr_per_image, ssim_per_image, to_unit_images
 from bitlatent.core.train import decode_packed

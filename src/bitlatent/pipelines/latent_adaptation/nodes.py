@@ -10,13 +10,13 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bitlatent.configs import AdaptationConfig, train_config
 from bitlatent.core.decoder import BinaryLatentDecoder
 from bitlatent.core.train import fit_latents
 from bitlatent.data.latent_shards import LatentShard, save_latent_shard
 from bitlatent.data.lookup import images_table, shard_image_ids
 from bitlatent.data.shards import ImageShards
 from bitlatent.datasets.models import LatentParts
+from bitlatent.pipelines.latent_adaptation.parameters import AdaptationConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def adapt_latents(
     Returns the job's summary, which marks the part as complete once saved.
     """
     config = AdaptationConfig.from_dict(latent_adaptation)
-    train = train_config(config.train, "latent_adaptation")
+    train = config.train
     spec = decoder.latent_spec
     fingerprint = {"decoder_sha256": decoder_digest(decoder), "train": train.to_dict(),
                    "image_shards": image_shards.index}
