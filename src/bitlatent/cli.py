@@ -255,7 +255,7 @@ def _generate_torch(prompts, mode, samples, temperature, guidance, strength, see
 
     from bitlatent.core.binary import pack_bits
     from bitlatent.core.train import decode_packed
-    from bitlatent.inference.latents import default_temperature
+    from bitlatent.generation import default_temperature
     from bitlatent.text.encoder import load_text_encoder
     from bitlatent.text.generate import generate_latents
     from bitlatent.text.model import load_text_to_latent

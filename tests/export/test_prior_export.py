@@ -9,40 +9,25 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from bitlatent.core.binary import pack_bits
-from bitlatent.export import ExportConfig, export_bundle, text_model_parts
-from bitlatent.export.bundle import LatentLibraryInput
 from bitlatent.export.onnx_export import PriorForExport
 from bitlatent.export.parity import prior_parity
-from bitlatent.inference import OnnxGenerator
-from bitlatent.inference.prior import _draw, cell_bits
-from bitlatent.text.prior import cell_bits as torch_cell_bits
+from bitlatent.generation import cell_uniforms, prompt_keys
+from bitlatent.inference import OnnxGenerator, read_manifest
+from bitlatent.inference.prior import sample_prior_cells
 from tests.export.test_decoder_graph import small_decoder
+from tests.export.tiny import prior_head, tiny_prior_export
 
 PROMPTS = ["a red circle at the top", "a blue square", "ünïcode 🎨 prompt with more words in it"]
 
 
-def prior_head(decoder, seed: int = 0):
-    from bitlatent.text.model import TextToLatent, TextToLatentConfig
-
-    torch.manual_seed(seed)
-    config = TextToLatentConfig.for_spec(decoder.latent_spec, width=32, heads=2, layers=1, text_layers=1, code_bits=16,
-                                         image_code_hidden=32, max_length=16, prior_layers=1, prior_caption_dropout=0.1,
-                                         prior_guidance=2.0)  # fmt: skip
-    head = TextToLatent(config).eval()
-    with torch.no_grad():
-        head.prior.head.bias.normal_(0.0, 2.0)  # peaked, unequal cell distributions
-        head.prior.position.normal_(0.0, 1.0)  # that differ from cell to cell
-    return head
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory):
+    return tiny_prior_export(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    decoder = small_decoder()
-    head = prior_head(decoder)
-    out = tmp_path_factory.mktemp("prior-bundle")
-    manifest = export_bundle(decoder, text_model_parts(head), out, ExportConfig(fp16=False, int8=False, seed=0))
-    return out, manifest, head
+def bundle(tiny_prior):
+    return tiny_prior.bundle, read_manifest(tiny_prior.bundle), tiny_prior.head
 
 
 def test_the_bundle_carries_the_prior_and_its_parity_passed(bundle):
@@ -146,14 +131,6 @@ def test_first_cells_follow_the_priors_distribution(bundle):
     assert np.abs(freq - p).max() < 0.08, (freq.round(3), p.round(3))
 
 
-def test_cell_values_decode_like_the_torch_prior_and_draws_invert_the_cdf():
-    values = np.arange(256)
-    np.testing.assert_array_equal(cell_bits(values, 8), torch_cell_bits(torch.from_numpy(values), 8).numpy())
-    logits = np.log(np.array([[0.1, 0.2, 0.7]] * 4))
-    np.testing.assert_array_equal(_draw(logits, 1.0, np.array([0.05, 0.15, 0.5, 0.999])), [0, 1, 2, 2])
-    np.testing.assert_array_equal(_draw(logits, 0.0, np.zeros(4)), [2, 2, 2, 2])
-
-
 def test_the_server_draws_from_the_prior_in_generate_mode(bundle):
     """A real server on loopback (spinning threads on): generate mode with no temperature draws
     from the prior at temperature 1, the same latents as ``OnnxGenerator``."""
@@ -176,8 +153,6 @@ def test_the_server_draws_from_the_prior_in_generate_mode(bundle):
 
 
 def test_prompt_keys_decorrelate_the_draws_of_different_prompts(bundle):
-    from bitlatent.inference.prior import prompt_keys, sample_prior_cells
-
     out, _, _ = bundle
     generator = OnnxGenerator(out, device="cpu")
     pred = generator.predict([PROMPTS[0], PROMPTS[0]])
@@ -185,10 +160,11 @@ def test_prompt_keys_decorrelate_the_draws_of_different_prompts(bundle):
     keys = prompt_keys(pred.tokens.input_ids, mask)
     assert keys[0] == keys[1]
     shape = generator.latent_shape
-    same = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0, seed=0, keys=keys)
+    steps = shape[1] * shape[2]
+    same = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0, cell_uniforms(0, 1, keys, steps))
     np.testing.assert_array_equal(same[0], same[1])  # one caption, one key: the same draw
-    apart = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0, seed=0,
-                               keys=np.array([1, 2], np.uint32))  # fmt: skip
+    apart = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0,
+                               cell_uniforms(0, 1, np.array([1, 2], np.uint32), steps))  # fmt: skip
     assert (apart[0] != apart[1]).any()  # same caption, different keys: independent draws
     other = generator.tokenize(PROMPTS[1:2])
     assert prompt_keys(other.input_ids, other.attention_mask)[0] != keys[0]
@@ -214,13 +190,8 @@ def test_refine_is_the_torch_priors_refine_and_keeps_its_endpoints(bundle):
                                   generator._sample_prior(pred, 1.0, 4, 1, 2.0))  # strength 1: generate's draws
 
 
-def test_refine_through_the_generator_uses_the_prior_and_the_library(tmp_path):
-    decoder = small_decoder()
-    head = prior_head(decoder)
-    library = np.random.default_rng(0).integers(0, 2, (12, *decoder.latent_spec.shape), dtype=np.uint8)
-    export_bundle(decoder, text_model_parts(head), tmp_path, ExportConfig(fp16=False, int8=False, seed=0),
-                  library=LatentLibraryInput(pack_bits(library), np.arange(12)))  # fmt: skip
-    generator = OnnxGenerator(tmp_path, device="cpu")
+def test_refine_through_the_generator_uses_the_prior_and_the_library(tiny_prior):
+    generator = OnnxGenerator(tiny_prior.bundle, device="cpu")
     retrieved = generator.generate_bits(PROMPTS, "retrieve", samples=2)
     kept = generator.generate_bits(PROMPTS, "refine", samples=2, strength=0.0)
     np.testing.assert_array_equal(kept.bits, retrieved.bits)
@@ -229,13 +200,3 @@ def test_refine_through_the_generator_uses_the_prior_and_the_library(tmp_path):
     half = generator.generate_bits(PROMPTS, "refine", samples=2, strength=0.5, seed=7)
     np.testing.assert_array_equal(half.library_index, retrieved.library_index)
     assert (half.bits != retrieved.bits).any()
-
-
-def test_numpy_cell_values_and_bits_are_inverse_and_match_torch():
-    from bitlatent.inference.prior import cell_values
-    from bitlatent.text.prior import cell_values as torch_cell_values
-
-    cells = np.random.default_rng(0).integers(0, 2, (5, 7, 6), dtype=np.uint8)
-    values = cell_values(cells)
-    np.testing.assert_array_equal(values, torch_cell_values(torch.from_numpy(cells)).numpy())
-    np.testing.assert_array_equal(cell_bits(values, 6), cells)

@@ -1,8 +1,11 @@
-"""One tiny ONNX bundle per test session, made by the real ``export`` pipeline through Kedro.
+"""Tiny ONNX bundles, each built once per test process (exporting MiniLM takes ~15 s):
 
-tests/export, tests/inference and tests/serving all use it (their conftests call
-``tiny_bundle``); it is built once per process: exporting MiniLM takes ~15 s. The bundle
-folder is never modified by a test (tests that tamper with files copy it first).
+* ``tiny_export``: made by the real ``export`` pipeline through Kedro, a text model without a
+  cell prior, a latent library (tests/conftest.py's ``tiny`` fixture);
+* ``tiny_prior_export``: made by ``export_bundle``, a text model with a cell prior (caption
+  dropout, guidance 2) and a latent library (tests/export/test_prior_export.py, tests/inference).
+
+A bundle folder is never modified by a test (tests that tamper with files copy it first).
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ LIBRARY_SIZE = 40
 class TinyExport:
     bundle: Path
     """The committed bundle folder (``onnx_bundle``'s filepath)."""
-    report: Path
-    """``export_report``'s JSON file."""
+    report: Path | None
+    """``export_report``'s JSON file (None: exported without the pipeline)."""
     decoder: torch.nn.Module
     head: torch.nn.Module
     library_bits: np.ndarray
     """uint8 (LIBRARY_SIZE, C, h, w): the pretrain latents put in the library."""
     library_ids: np.ndarray
     workdir: Path
+
+
+PRIOR_LIBRARY_SIZE = 12
 
 
 _CACHE: dict[str, TinyExport] = {}
@@ -104,3 +110,37 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> TinyExport:
     if "export" not in _CACHE:
         _CACHE["export"] = build(tmp_path_factory.mktemp("tiny-export"))
     return _CACHE["export"]
+
+
+def prior_head(decoder: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """A small text model with a cell prior for ``decoder``'s latents (random weights), trained with
+    caption dropout and guidance 2 by default; peaked cell distributions that differ from cell to cell."""
+    from bitlatent.text.model import TextToLatent, TextToLatentConfig
+
+    torch.manual_seed(seed)
+    config = TextToLatentConfig.for_spec(decoder.latent_spec, width=32, heads=2, layers=1, text_layers=1, code_bits=16,
+                                         image_code_hidden=32, max_length=MAX_PROMPT_TOKENS, prior_layers=1,
+                                         prior_caption_dropout=0.1, prior_guidance=2.0)  # fmt: skip
+    head = TextToLatent(config).eval()
+    with torch.no_grad():
+        head.prior.head.bias.normal_(0.0, 2.0)  # peaked, unequal cell distributions
+        head.prior.position.normal_(0.0, 1.0)  # that differ from cell to cell
+    return head
+
+
+def tiny_prior_export(tmp_path_factory: pytest.TempPathFactory) -> TinyExport:
+    if "prior" not in _CACHE:
+        from bitlatent.core.binary import pack_bits
+        from bitlatent.export import ExportConfig, export_bundle, text_model_parts
+        from bitlatent.export.bundle import LatentLibraryInput
+        from tests.export.test_decoder_graph import small_decoder
+
+        decoder = small_decoder()
+        head = prior_head(decoder)
+        bits = np.random.default_rng(0).integers(0, 2, (PRIOR_LIBRARY_SIZE, *decoder.latent_spec.shape), dtype=np.uint8)
+        ids = np.arange(PRIOR_LIBRARY_SIZE)
+        out = tmp_path_factory.mktemp("tiny-prior-export")
+        export_bundle(decoder, text_model_parts(head), out, ExportConfig(fp16=False, int8=False, seed=0),
+                      library=LatentLibraryInput(pack_bits(bits), ids))  # fmt: skip
+        _CACHE["prior"] = TinyExport(out, None, decoder, head, bits, ids, out)
+    return _CACHE["prior"]

@@ -1,5 +1,5 @@
-"""OnnxGenerator on the tiny bundle: shapes, the three modes, prompt validation, PNG, agreement
-with the torch path, and that the whole inference path runs without torch."""
+"""OnnxGenerator on the tiny bundles: shapes, the three modes, prompt validation, PNG, the same
+latents as the torch path for the same seed, and that the whole inference path runs without torch."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
+from bitlatent.generation import MODES
 from bitlatent.inference import BundleError, OnnxGenerator, encode_png, generate_images
-from bitlatent.inference.latents import refine_bits, sample_bits
 from tests.export.tiny import LIBRARY_SIZE, MAX_PROMPT_TOKENS, PROJECT
 
 PROMPTS = ["a small red circle in the top left corner", "a blue square", "ünïcode 🎨 prompt"]
@@ -81,9 +81,8 @@ def test_retrieve_returns_library_latents_and_refine_interpolates(generator, tin
 
 def test_onnx_generate_matches_the_torch_path(generator, tiny):
     """Same prompts through TextEncoder + TextToLatentPipeline (torch) and the bundle (ORT)."""
+    from bitlatent.generation import code_signs, nearest
     from bitlatent.text.encoder import load_text_encoder
-    from bitlatent.text.generate import refine_bits as torch_refine
-    from bitlatent.text.generate import retrieve as torch_retrieve
     from bitlatent.text.model import TextToLatentPipeline
 
     encoder = load_text_encoder("cpu")
@@ -96,14 +95,38 @@ def test_onnx_generate_matches_the_torch_path(generator, tiny):
     assert (ours.bits == bits.numpy()).mean() >= 0.999
     pred = generator.predict(PROMPTS)
     np.testing.assert_array_equal(pred.code_bits, codes.numpy())
-    # retrieve / refine: identical to bitlatent.text.generate on the same codes and logits
+    # retrieve: the torch model's text codes against its image codes of the library
     from bitlatent.export.bundle import _image_codes
 
     library_codes = _image_codes(tiny.head, tiny.library_bits)
-    rows = torch_retrieve(codes.numpy(), library_codes, k=2).reshape(-1)
+    rows = nearest(codes.numpy(), code_signs(library_codes), k=2).reshape(-1)
     np.testing.assert_array_equal(generator.generate_bits(PROMPTS, "retrieve", samples=2).library_index, rows)
-    start, lg = tiny.library_bits[rows], np.repeat(pred.bit_logits, 2, axis=0)
-    np.testing.assert_array_equal(refine_bits(start, lg, 0.3), torch_refine(start, lg, 0.3))
+
+
+@pytest.mark.parametrize("with_prior", [False, True], ids=["per-bit", "cell-prior"])
+def test_the_same_seed_gives_the_same_latents_through_torch_and_onnx(tiny, tiny_prior, with_prior):
+    """``bitlatent.text.generate`` (torch, ``generate --torch``) and ``OnnxGenerator`` on a bundle
+    exported from the same model: every mode, greedy and sampled, the same bits row for row."""
+    from bitlatent.text.encoder import load_text_encoder
+    from bitlatent.text.generate import generate_latents
+
+    export = tiny_prior if with_prior else tiny
+    generator = OnnxGenerator(export.bundle, device="cpu")
+    assert (generator.prior_session is not None) == with_prior and generator.modes == MODES
+    encoder = load_text_encoder("cpu")
+    for mode in MODES:
+        for temperature in (0.0, 1.0):
+            kw = dict(samples=2, temperature=temperature, seed=7, strength=0.5)
+            onnx = generator.generate_bits(PROMPTS, mode, **kw)
+            ours = generate_latents(PROMPTS, encoder, export.head, mode, library=export.library_bits, **kw)
+            np.testing.assert_array_equal(ours.bits, onnx.bits, err_msg=f"{mode} at temperature {temperature}")
+            np.testing.assert_array_equal(ours.prompt_index, onnx.prompt_index)
+            if mode == "generate":
+                assert ours.library_index is None and onnx.library_index is None
+            else:
+                np.testing.assert_array_equal(ours.library_index, onnx.library_index)
+    sampled = generator.generate_bits(PROMPTS, "generate", samples=2, temperature=1.0, seed=7).bits
+    assert (sampled != generator.generate_bits(PROMPTS, "generate", samples=2, temperature=0.0).bits).any()
 
 
 def test_prompts_are_validated_and_long_ones_truncated_with_a_warning(generator):
@@ -238,17 +261,3 @@ def test_png_round_trip_and_generate_images(generator, tiny, tmp_path):
                             temperature=0.5, device="cpu")  # fmt: skip
     assert [p.name for p in paths] == ["000_00.png", "000_01.png", "001_00.png", "001_01.png"]
     assert all(np.asarray(Image.open(p)).shape == (16, 16, 3) for p in paths)
-
-
-def test_sampling_rate_follows_the_temperature():
-    logits = np.full((1, 4, 8, 8), 1.0, np.float32)
-    cold = sample_bits(logits, 0.05, seed=0, samples=50).mean()
-    warm = sample_bits(logits, 5.0, seed=0, samples=50).mean()
-    assert cold > 0.99 and 0.45 < warm < 0.65  # sigmoid(1/0.05) ~ 1, sigmoid(0.2) ~ 0.55
-
-
-def test_default_temperature_samples_only_from_a_cell_prior():
-    from bitlatent.inference.latents import default_temperature
-
-    assert [default_temperature(m, True) for m in ("generate", "refine", "retrieve")] == [1.0, 1.0, 0.0]
-    assert [default_temperature(m, False) for m in ("generate", "refine", "retrieve")] == [0.0, 0.0, 0.0]

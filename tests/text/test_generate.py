@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from bitlatent.generation import MODES, cell_uniforms
 from bitlatent.text.encoder import TextFeatures
-from bitlatent.text.generate import (
-    MODES, generate_from_features, generate_latents, image_codes, predict, refine_bits, retrieve, sample_bits,
-)
+from bitlatent.text.generate import generate_from_features, generate_latents, image_codes, predict
 from bitlatent.text.model import TextToLatent, TextToLatentConfig
 from bitlatent.text.prior import sample_prior
 
@@ -26,63 +25,6 @@ def random_features(n: int, seed: int = 0) -> TextFeatures:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     return TextFeatures(rng.standard_normal((offsets[-1], 384)).astype(np.float16), offsets,
                         rng.standard_normal((n, 384)).astype(np.float16))
-
-
-# ----------------------------------------------------------------------------- pieces
-
-
-def test_retrieve_nearest_first_ties_to_lower_index():
-    library = np.array([[1, 1, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0]], np.uint8)
-    query = np.array([[0, 0, 0, 0], [1, 1, 1, 0]], np.uint8)
-    nearest = retrieve(query, library, k=3)
-    assert nearest.dtype == np.int64 and nearest.shape == (2, 3)
-    assert nearest[0].tolist() == [2, 1, 3]  # 1 and 3 tie at distance 1: lower index first
-    assert nearest[1].tolist() == [0, 3, 2]  # distances 1, 2, 3
-    with pytest.raises(ValueError):
-        retrieve(query, library, k=5)
-
-
-def test_sample_bits_argmax_seed_and_temperature():
-    rng = np.random.default_rng(0)
-    logits = rng.standard_normal((3, 4, 8, 8)).astype(np.float32) * 2
-    argmax = (logits >= 0).astype(np.uint8)
-    s0 = sample_bits(logits, temperature=0.0, samples=2)
-    assert s0.shape == (3, 2, 4, 8, 8) and s0.dtype == np.uint8
-    assert np.array_equal(s0[:, 0], argmax) and np.array_equal(s0[:, 1], argmax)
-    a = sample_bits(logits, temperature=1.0, seed=7, samples=3)
-    assert np.array_equal(a, sample_bits(logits, temperature=1.0, seed=7, samples=3))  # same seed, same bits
-    assert not np.array_equal(a, sample_bits(logits, temperature=1.0, seed=8, samples=3))
-    assert not np.array_equal(a[:, 0], a[:, 1])  # samples differ from each other
-    # a prompt's samples do not depend on the other prompts of the call
-    assert np.array_equal(sample_bits(logits[1:2], 1.0, seed=7, samples=3)[0], a[1])
-    # higher temperature: more bits against the argmax
-    flips = [np.mean(sample_bits(logits, t, seed=1, samples=4) != argmax[:, None]) for t in (0.0, 0.3, 1.0, 3.0)]
-    assert flips[0] == 0 and flips[0] < flips[1] < flips[2] < flips[3] < 0.5
-    with pytest.raises(ValueError):
-        sample_bits(logits, temperature=-1)
-
-
-def test_refine_interpolates_by_confidence():
-    rng = np.random.default_rng(2)
-    logits = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
-    target = (logits >= 0).astype(np.uint8)
-    start = rng.integers(0, 2, logits.shape, dtype=np.uint8)
-    assert np.array_equal(refine_bits(start, logits, 0.0), start)
-    assert np.array_equal(refine_bits(start, logits, 1.0), target)
-    half = refine_bits(start, logits, 0.5)
-    for i in range(2):
-        disagree = start[i] != target[i]
-        flipped = half[i] != start[i]
-        assert flipped.sum() == round(0.5 * disagree.sum())
-        assert not (flipped & ~disagree).any()  # only disagreeing bits move, toward the target
-        assert np.array_equal(half[i][flipped], target[i][flipped])
-        # the flipped bits are the most confident disagreements
-        assert np.abs(logits[i])[flipped].min() >= np.abs(logits[i])[disagree & ~flipped].max()
-    # monotone in strength
-    d = [np.sum(refine_bits(start, logits, s) != target) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    assert d == sorted(d, reverse=True) and d[-1] == 0
-    with pytest.raises(ValueError):
-        refine_bits(start, logits, 1.5)
 
 
 # ----------------------------------------------------------------------------- with a model
@@ -165,6 +107,8 @@ def test_generate_draws_from_the_cell_prior_when_the_model_has_one():
     np.testing.assert_array_equal(drawn, generate_from_features(model, feats, "generate", samples=2,
                                                                 temperature=1.0, seed=5).bits)
     assert not np.array_equal(drawn[0::2], drawn[1::2])  # the two samples of each prompt differ
+    uniforms = cell_uniforms(5, 2, np.arange(3), 16)  # keys: the row numbers when none are given
+    np.testing.assert_array_equal(drawn, sample_prior(model.prior, feats, 1.0, uniforms, samples=2))
     per_bit = (predict(model, feats).bit_logits >= 0).astype(np.uint8)
     assert not np.array_equal(greedy[0::2], per_bit)  # not the per-bit head's argmax
 

@@ -1,26 +1,7 @@
 import numpy as np
 import pytest
 
-from bitlatent.text.metrics import bit_accuracy, hamming_distances, majority_bit_accuracy, recall_at_k
-
-
-def test_hamming_matches_brute_force():
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 2, (7, 33), dtype=np.uint8)
-    b = rng.integers(0, 2, (5, 33), dtype=np.uint8)
-    d = hamming_distances(a, b, chunk=3)
-    assert d.dtype == np.int32 and d.shape == (7, 5)
-    assert np.array_equal(d, (a[:, None, :] != b[None, :, :]).sum(-1))
-    # latents (n, C, h, w) are flattened
-    assert np.array_equal(hamming_distances(a[:, :32].reshape(7, 2, 4, 4), b[:, :32].reshape(5, 2, 4, 4)),
-                          (a[:, None, :32] != b[None, :, :32]).sum(-1))
-
-
-def test_hamming_rejects_non_bits_and_length_mismatch():
-    with pytest.raises(ValueError):
-        hamming_distances(np.full((1, 4), 2, np.uint8), np.zeros((1, 4), np.uint8))
-    with pytest.raises(ValueError):
-        hamming_distances(np.zeros((1, 4), np.uint8), np.zeros((1, 5), np.uint8))
+from bitlatent.text.metrics import bit_accuracy, majority_bit_accuracy, recall_at_k
 
 
 def test_recall_perfect_codes_and_several_captions_per_image():

@@ -1,5 +1,6 @@
 """ONNX Runtime inference for exported bundles: ``onnxruntime``, ``tokenizers``, numpy, Pillow.
 
+The modes and their random draws are ``bitlatent.generation``'s, shared with the torch path.
 Importing this package never imports torch (tests/inference checks it in a fresh process), so
 a serving image needs neither torch nor transformers.
 
@@ -7,18 +8,17 @@ a serving image needs neither torch nor transformers.
     images = OnnxGenerator("data/06_models/onnx").generate(["a red circle"])  # uint8 (1, H, W, 3)
 """
 
+from bitlatent.generation import MODES, Generation, Prediction
+
 from .bundle import BundleError, read_manifest, sha256_file, verify_files
 from .generator import (
-    Generation,
     OnnxGenerator,
-    Prediction,
     available_providers,
     cpu_decode_batch,
     encode_png,
     generate_images,
     session_options,
 )
-from .latents import MODES
 from .prompts import PromptTokenizer, Tokenized, validate_prompts
 
 __all__ = [

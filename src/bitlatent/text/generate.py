@@ -1,79 +1,34 @@
-"""Text -> image latent bits, in three modes; the decoder renders the result.
+"""Text -> image latent bits with the torch models: ``generate_latents(prompts, encoder, model, mode)``.
 
-* **retrieve**: the nearest image latents of a library by Hamming distance between the prompt's
-  K-bit text code and the library's image codes (nearest first, ties to the lower index).
-* **generate**: with a cell prior (``TextToLatentConfig.prior_layers`` > 0), a latent drawn from
-  it cell by cell (``prior.py``): each cell's most likely value given the cells before it
-  (``temperature == 0``), or sampled from softmax(logits / temperature) with a seed. Without one,
-  the predicted bits: argmax, or sampled per bit from ``Bernoulli(sigmoid(logit / temperature))``.
-* **refine**: a retrieved latent as the start, moved toward the text model's prediction.
-  ``strength = 0`` keeps the retrieved latent, ``strength = 1`` gives what generate gives. With a
-  cell prior, the fraction ``strength`` of the retrieved cells least likely given the caption is
-  drawn again from the prior, cell by cell, following the cells kept (``CellPrior.refine``).
-  Without one, of the bits where the retrieved latent and the predicted bits disagree, the most
-  confident fraction ``strength`` (by ``|logit|``) is flipped.
+    prompts -> TextEncoder (MiniLM)                  TextFeatures (token states)
+            -> TextToLatent                          bit_logits (N, C, h, w), code_bits (N, K)
+            -> generate / retrieve / refine          bits uint8 (N * samples, C, h, w), prompt-major
+               (``bitlatent.generation``, shared with the ONNX path; a cell prior's draws run
+               ``CellPrior.step`` cell by cell: ``prior.sample_prior``)
 
-Every mode returns uint8 bits ``(n, C, h, w)`` in {0, 1}: ``core.binary.bits_to_signs`` turns
-them into the decoder's input. With several prompts and ``samples`` per prompt, rows are
-prompt-major (prompt 0's samples first). Sampling noise depends on ``(seed, sample number)``
-only, so a prompt's samples do not change with the other prompts of the call.
+``core.binary.bits_to_signs`` turns the bits into the decoder's input. The modes, their options
+and their random draws are ``bitlatent.generation``'s: the same seed gives the same latents here
+and through an ONNX bundle exported from the same model.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from bitlatent.core.binary import unpack_bits
-
-from bitlatent.inference.latents import refine_bits  # torch-free, shared with ONNX inference
+from bitlatent.generation import (
+    MODES, Generation, Prediction, cell_uniforms, check_mode, code_signs, generate_bits, prompt_keys,
+)
 
 from .encoder import TextEncoder, TextFeatures, validate_prompts
-from .metrics import hamming_distances
 from .model import TextToLatent
 from .prior import sample_prior
 
-__all__ = [
-    "MODES",
-    "Prediction",
-    "Generation",
-    "predict",
-    "image_codes",
-    "retrieve",
-    "sample_bits",
-    "prior_samples",
-    "refine_bits",
-    "generate_from_features",
-    "generate_latents",
-]
-
-MODES = ("retrieve", "generate", "refine")
-
-
-@dataclass
-class Prediction:
-    bit_logits: np.ndarray
-    """float32 (n, C, h, w): per-bit logits of the image latent."""
-    code_bits: np.ndarray
-    """uint8 (n, K): the text codes."""
-
-    @property
-    def bits(self) -> np.ndarray:
-        """uint8 (n, C, h, w): the argmax latent (1 where the logit >= 0)."""
-        return (self.bit_logits >= 0).astype(np.uint8)
-
-
-@dataclass
-class Generation:
-    bits: np.ndarray
-    """uint8 (n_prompts * samples, C, h, w), prompt-major: ready for ``bits_to_signs`` + the decoder."""
-    prompt_index: np.ndarray
-    """int64 (n,): the prompt each row comes from."""
-    library_index: np.ndarray | None
-    """int64 (n,): the library latent each row started from (retrieve / refine), else None."""
+__all__ = ["MODES", "predict", "image_codes", "generate_from_features", "generate_latents"]
 
 
 def _model_device(model: TextToLatent) -> torch.device:
@@ -125,58 +80,15 @@ def image_codes(model: TextToLatent, latents: np.ndarray, batch_size: int = 1024
     return out
 
 
-def retrieve(code_bits: np.ndarray, library_codes: np.ndarray, k: int = 1) -> np.ndarray:
-    """Text codes (n, K) x library codes (M, K) -> int64 (n, k): the k nearest library rows by
-    Hamming distance, nearest first, ties broken by the lower index."""
-    if not 1 <= k <= len(library_codes):
-        raise ValueError(f"k must be in 1..{len(library_codes)} (the library size), got {k}")
-    d = hamming_distances(code_bits, library_codes)  # (n, M)
-    return np.argsort(d, axis=1, kind="stable")[:, :k].astype(np.int64)
-
-
-def sample_bits(bit_logits: np.ndarray, temperature: float = 0.0, seed: int = 0, samples: int = 1) -> np.ndarray:
-    """Bit logits (n, C, h, w) -> bits uint8 (n, samples, C, h, w).
-
-    ``temperature == 0``: the argmax, repeated. Otherwise bit ~ Bernoulli(sigmoid(logit / T)),
-    with sample j's uniform noise drawn from a generator seeded by (seed, j): the same seed gives
-    the same bits; a higher temperature gives more bits against the argmax.
-    """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    logits = torch.from_numpy(np.asarray(bit_logits, dtype=np.float32))  # (n, C, h, w)
-    if temperature == 0:
-        return np.repeat((logits >= 0).to(torch.uint8).numpy()[:, None], samples, axis=1)
-    p = torch.sigmoid(logits / temperature)  # (n, C, h, w)
-    out = np.empty((len(logits), samples, *logits.shape[1:]), dtype=np.uint8)
-    for j in range(samples):
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + j)
-        u = torch.rand(logits.shape[1:], generator=g)  # (C, h, w), shared by the prompts
-        out[:, j] = (u[None] < p).to(torch.uint8).numpy()
-    return out
-
-
-def prior_samples(model: TextToLatent, features: TextFeatures, temperature: float = 0.0, seed: int = 0,
-                  samples: int = 1, batch_size: int = 256, guidance: float | None = None,
-                  start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
-    """Latents drawn from the model's cell prior -> bits uint8 (n, samples, C, h, w). Sample j's
-    draws come from a generator seeded by (seed, j); at temperature 0 (greedy) all are alike.
-    ``guidance``: classifier-free guidance weight (``CellPrior.sample``; 1: none; None: the
-    model's ``prior_guidance``). ``start`` (n, samples, C, h, w) bits: each refined instead, the
-    fraction ``strength`` of its cells drawn again (``CellPrior.refine``)."""
-    guidance = model.config.prior_guidance if guidance is None else float(guidance)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if temperature == 0 and start is None:
-        once = sample_prior(model.prior, features, 0.0, batch_size=batch_size, guidance=guidance)  # (n, C, h, w)
-        return np.repeat(once[:, None], samples, axis=1)
-    draws = [sample_prior(model.prior, features, temperature, int(seed) * 1_000_003 + j, batch_size, guidance,
-                          start=None if start is None else start[:, j], strength=strength)
-             for j in range(samples)]  # fmt: skip
-    return np.stack(draws, axis=1)
+def _draw_prior(model: TextToLatent, features: TextFeatures, temperature: float, seed: int, samples: int,
+                batch_size: int, guidance: float, keys: np.ndarray, start: np.ndarray | None,
+                strength: float) -> np.ndarray:  # fmt: skip
+    """``generation.PriorDraw`` with the model's cell prior -> bits uint8 (N * samples, C, h, w)."""
+    if temperature == 0 and start is None:  # greedy: every sample is the same draw
+        once = sample_prior(model.prior, features, 0.0, batch_size=batch_size, guidance=guidance)  # (N, C, h, w)
+        return np.repeat(once, samples, axis=0)
+    uniforms = cell_uniforms(seed, samples, keys, model.prior.config.num_cells)  # (N * S, T)
+    return sample_prior(model.prior, features, temperature, uniforms, samples, batch_size, guidance, start, strength)
 
 
 def generate_from_features(
@@ -192,36 +104,27 @@ def generate_from_features(
     library_codes: np.ndarray | None = None,
     batch_size: int = 256,
     guidance: float | None = None,
+    keys: np.ndarray | None = None,
 ) -> Generation:
-    """Latent bits for already-encoded captions (see ``generate_latents``)."""
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
-    n = len(features)
+    """Latent bits for already-encoded captions (see ``generate_latents``). ``keys`` (N,): the
+    captions' keys of the cell prior's random stream (``generation.prompt_keys`` of their token
+    ids, as ``generate_latents`` and the ONNX path use); None: their row numbers."""
+    check_mode(mode)
     pred = predict(model, features, batch_size)
-    prompt_index = np.repeat(np.arange(n, dtype=np.int64), samples)
-    if mode == "generate":
-        if model.prior is not None:
-            bits = prior_samples(model, features, temperature, seed, samples, batch_size, guidance)  # (n, S, C, h, w)
-        else:
-            bits = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
-        return Generation(bits.reshape(n * samples, *bits.shape[2:]), prompt_index, None)
-    if library is None:
-        raise ValueError(f"mode {mode!r} needs a latent library (the image latents to search)")
-    library = _as_bits(library, model)
-    if library_codes is None:
-        library_codes = image_codes(model, library, batch_size)
-    nearest = retrieve(pred.code_bits, library_codes, k=samples)  # (n, S)
-    start = library[nearest.reshape(-1)]  # (n * S, C, h, w)
-    if mode == "retrieve":
-        return Generation(start.astype(np.uint8), prompt_index, nearest.reshape(-1))
+    latents = None if library is None else _as_bits(library, model)
+    if latents is not None and library_codes is None and mode != "generate":
+        library_codes = image_codes(model, latents, batch_size)
+    draw_prior = None
     if model.prior is not None:
-        bits = prior_samples(model, features, temperature, seed, samples, batch_size, guidance,
-                             start=start.reshape(n, samples, *start.shape[1:]), strength=strength)  # (n, S, C, h, w)
-        return Generation(bits.reshape(n * samples, *bits.shape[2:]), prompt_index, nearest.reshape(-1))
-    target = sample_bits(pred.bit_logits, temperature, seed, samples)  # (n, S, C, h, w)
-    logits = np.repeat(pred.bit_logits, samples, axis=0)  # (n * S, C, h, w)
-    bits = refine_bits(start, logits, strength, target.reshape(n * samples, *target.shape[2:]))
-    return Generation(bits, prompt_index, nearest.reshape(-1))
+        guidance = model.config.prior_guidance if guidance is None else float(guidance)
+        keys = np.arange(len(features)) if keys is None else keys
+
+        def draw_prior(start: np.ndarray | None, strength: float) -> np.ndarray:
+            return _draw_prior(model, features, temperature, seed, samples, batch_size, guidance, keys, start, strength)
+
+    return generate_bits(mode, pred, samples=samples, temperature=temperature, seed=seed, strength=strength,
+                         library_signs=None if library_codes is None else code_signs(library_codes), draw_prior=draw_prior,
+                         library_latents=None if latents is None else (lambda rows: latents[rows]))  # fmt: skip
 
 
 def generate_latents(
@@ -239,7 +142,8 @@ def generate_latents(
     batch_size: int = 256,
     guidance: float | None = None,
 ) -> Generation:
-    """Prompts -> latent bits uint8 (n_prompts * samples, C, h, w), in one of ``MODES``.
+    """Prompts -> latent bits uint8 (n_prompts * samples, C, h, w), in one of ``MODES``
+    (``generation.generate_bits``).
 
     ``library``: image latents (M, C, h, w) bits or packed (M, bytes), needed by retrieve / refine;
     ``library_codes`` (M, K): their image codes, when precomputed. ``samples``: per prompt (retrieve:
@@ -248,10 +152,15 @@ def generate_latents(
     An empty or whitespace-only prompt is a ValueError; over-long prompts are cut with a warning.
     """
     prompts = validate_prompts(prompts)
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+    check_mode(mode)
     features = encoder.encode(prompts, model.config.max_length, batch_size=batch_size, progress=False)
+    keys = None
+    if model.prior is not None:  # the cell prior's draws are keyed by the prompts' token ids
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # encode has warned about over-long prompts already
+            ids, mask = encoder.tokenize(prompts, model.config.max_length)
+        keys = prompt_keys(ids.numpy(), mask.numpy())
     return generate_from_features(
         model, features, mode, samples=samples, temperature=temperature, seed=seed, strength=strength,
-        library=library, library_codes=library_codes, batch_size=batch_size, guidance=guidance,
+        library=library, library_codes=library_codes, batch_size=batch_size, guidance=guidance, keys=keys,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Alignment metrics: Hamming distances, text -> image Recall@k, bit accuracy.
+"""Alignment metrics: text -> image Recall@k (by ``generation.hamming_distances``), bit accuracy.
 
 Codes and latents are bits in {0, 1}: uint8 / bool arrays (n, K) or (n, C, h, w) (flattened).
 
@@ -15,41 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-__all__ = ["hamming_distances", "recall_at_k", "bit_accuracy", "majority_bit_accuracy"]
+from bitlatent.generation import hamming_distances
 
-
-def _as_signs(bits: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Bits (n, ...) in {0, 1} -> float32 signs (n, K) in {-1, +1}."""
-    t = torch.as_tensor(np.asarray(bits) if not isinstance(bits, torch.Tensor) else bits).to(device)
-    t = t.reshape(t.shape[0], -1)
-    if t.numel() and (t.min() < 0 or t.max() > 1):
-        raise ValueError("codes must be bits in {0, 1}")
-    return t.float() * 2 - 1
-
-
-def hamming_distances(
-    a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, chunk: int = 4096, device: str | torch.device = "cpu"
-) -> np.ndarray:
-    """Bits (n, K) x (m, K) -> int32 (n, m) Hamming distances (exact: a float32 matmul of signs,
-    ``d = (K - <sa, sb>) / 2``, exact for K < 2**24). Rows are flattened, so (n, C, h, w) works."""
-    device = torch.device(device)
-    sa, sb = _as_signs(a, device), _as_signs(b, device)
-    if sa.shape[1] != sb.shape[1]:
-        raise ValueError(f"codes differ in length: {sa.shape[1]} vs {sb.shape[1]}")
-    K = sa.shape[1]
-    out = np.empty((sa.shape[0], sb.shape[0]), dtype=np.int32)
-    for lo in range(0, sa.shape[0], chunk):
-        dots = sa[lo : lo + chunk] @ sb.T  # (chunk, m)
-        out[lo : lo + chunk] = ((K - dots) / 2).round().to(torch.int32).cpu().numpy()
-    return out
+__all__ = ["recall_at_k", "bit_accuracy", "majority_bit_accuracy"]
 
 
 def recall_at_k(
-    query_codes: np.ndarray | torch.Tensor,
+    query_codes: np.ndarray,
     query_image_ids: Sequence[str] | np.ndarray,
-    library_codes: np.ndarray | torch.Tensor,
+    library_codes: np.ndarray,
     library_image_ids: Sequence[str] | np.ndarray,
     ks: Sequence[int] = (1, 5, 10),
     chunk: int = 4096,
@@ -83,7 +58,7 @@ def recall_at_k(
     return {f"t2i_recall@{k}": hits[k] / n for k in ks}
 
 
-def bit_accuracy(pred_bits: np.ndarray | torch.Tensor, target_bits: np.ndarray | torch.Tensor) -> float:
+def bit_accuracy(pred_bits: np.ndarray, target_bits: np.ndarray) -> float:
     """Fraction of bits equal, over all samples and positions; shapes must match, e.g. (n, C, h, w)."""
     p, t = np.asarray(pred_bits), np.asarray(target_bits)
     if p.shape != t.shape:

@@ -14,7 +14,8 @@ A cell's C bits are one categorical variable (2^C values, C <= 10), so they are 
 bits drawn one by one could mix two pictures inside a cell. Training is teacher-forced (one pass:
 every cell's distribution given the true cells before it, cross-entropy). Sampling draws the
 cells one after another (``sample``, one ``step`` per cell with cached keys and values) with a
-temperature and a seed. Unlike the per-bit predictor of ``model.py``,
+temperature, by ``bitlatent.generation.sample_cells`` with the uniforms of a seed: the same draws
+as the exported prior's in the ONNX path. Unlike the per-bit predictor of ``model.py``,
 whose logits are the average over every latent a caption allows (which decodes to grey), a
 sample commits to one background and one place for each object, and later cells follow it.
 
@@ -22,7 +23,7 @@ Refining (``refine``) starts from a given latent (a retrieved one): the given ce
 teacher-forced, log p(cell_t | given cells < t, text), the ``strength`` fraction least likely
 given the caption is marked, and the latent is drawn again cell by cell with every unmarked cell
 kept as given and every marked one drawn from the prior, given the cells before it as they now
-stand. Strength 0 returns the given latent, 1 is a plain ``sample`` (the same draws for a seed).
+stand. Strength 0 returns the given latent, 1 is a plain ``sample`` (the same draws for the same uniforms).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bitlatent.generation import cell_weights, cells_to_redraw, sample_cells
+
 from .layers import Attention, additive_mask, mlp
 
-__all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "cell_bits", "cells_to_redraw", "sample_prior"]
+__all__ = ["CellPriorConfig", "CellPrior", "cells_of", "grid_of", "cell_values", "sample_prior"]
 
 MAX_BITS_PER_CELL = 10
 
@@ -101,28 +104,9 @@ def grid_of(cells: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return cells.transpose(1, 2).unflatten(2, (h, w))
 
 
-def _weights(c: int, device: torch.device) -> torch.Tensor:
-    return 2 ** torch.arange(c - 1, -1, -1, device=device)  # (C,): bit 0 is the most significant
-
-
 def cell_values(cells: torch.Tensor) -> torch.Tensor:
-    """Cells (..., C) in {0, 1} -> their values (...,) int64 in [0, 2^C)."""
-    return (cells.long() * _weights(cells.shape[-1], cells.device)).sum(-1)
-
-
-def cell_bits(values: torch.Tensor, c: int) -> torch.Tensor:
-    """Values (...,) in [0, 2^C) -> cells (..., C) uint8 in {0, 1}."""
-    return ((values[..., None] // _weights(c, values.device)) % 2).to(torch.uint8)
-
-
-def cells_to_redraw(log_likelihoods: torch.Tensor, strength: float) -> torch.Tensor:
-    """Log-likelihoods of the given cells (B, T) -> bool (B, T): the ``round(strength * T)`` least
-    likely cells of each row (ties: the lower index first), those that ``refine`` draws again."""
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be in [0, 1], got {strength}")
-    b, t = log_likelihoods.shape
-    order = torch.argsort(log_likelihoods, dim=1, stable=True)[:, : round(strength * t)]  # (B, n), least likely first
-    return torch.zeros(b, t, dtype=torch.bool, device=log_likelihoods.device).scatter_(1, order, True)
+    """Cells (..., C) in {0, 1} -> their values (...,) int64 in [0, 2^C) (``generation.cell_weights``)."""
+    return (cells.long() * torch.from_numpy(cell_weights(cells.shape[-1])).to(cells.device)).sum(-1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -310,64 +294,66 @@ class CellPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, states: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
-               generator: torch.Generator | None = None, guidance: float = 1.0,
-               keep: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+               uniforms: np.ndarray | None = None, guidance: float = 1.0,
+               keep: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:  # fmt: skip
         """Draw latents cell by cell -> bits uint8 (B, C, h, w). ``temperature`` 0: each cell's most
-        likely value given the cells drawn before it (greedy); > 0: softmax(logits / T), drawn with
-        ``generator`` on the CPU (so a seed gives the same latents on any device). ``guidance`` g != 1
-        (classifier-free guidance; needs the "no caption" token): each step's logits are
-        ``u + g * (c - u)``, c given the caption, u given no caption. ``keep``: (bits (B, C, h, w),
-        bool (B, h*w)), cells taken from those bits where True instead of drawn (``refine``); the
-        draws are made for every cell either way, so the generator advances the same."""
+        likely value given the cells drawn before it (greedy); > 0: softmax(logits / T) at
+        ``uniforms`` (B, h*w) (``generation.cell_uniforms``; on the CPU, so the same latents on any
+        device). ``guidance`` g != 1 (classifier-free guidance; needs the "no caption" token): each
+        step's logits are ``u + g * (c - u)``, c given the caption, u given no caption. ``keep``:
+        (values int64 (B, h*w), bool (B, h*w)), cells that keep those values where True instead of
+        being drawn (``refine``)."""
         cfg = self.config
-        b = states.shape[0]
+        b, device = states.shape[0], states.device
         tokens, mask = self._guided(states, mask, guidance)
-        kept_values, kept = (cell_values(cells_of(keep[0])), keep[1]) if keep is not None else (None, None)
-        cells = torch.zeros(b, cfg.num_cells, cfg.bits_per_cell, dtype=torch.uint8, device=states.device)
-        keys, values = self.empty_cache(len(mask), states.device)
-        for t in range(cfg.num_cells):
-            step = torch.tensor([t], device=states.device)
-            previous = cells[:, t - 1].repeat(2, 1) if guidance != 1.0 else cells[:, t - 1]
-            logits, key, value = self.step(tokens, mask, previous, step, keys, values)  # (B or 2B, 2^C): cell t
+        keys, values = self.empty_cache(len(mask), device)
+
+        def step(t: int, previous: np.ndarray) -> np.ndarray:  # cell t's logits (B, 2^C) given cell t-1 (B, C)
+            cell = torch.from_numpy(previous).to(device)
+            logits, key, value = self.step(tokens, mask, cell.repeat(2, 1) if guidance != 1.0 else cell,
+                                           torch.tensor([t], device=device), keys, values)  # fmt: skip
             self.store_step(keys, values, t, key, value)
-            logits = self._combine(logits, b, guidance)  # (B, 2^C)
-            if temperature <= 0:
-                value = logits.argmax(1)
-            else:
-                probs = torch.softmax(logits / temperature, 1).cpu()
-                value = torch.multinomial(probs, 1, generator=generator)[:, 0].to(logits.device)
-            if kept is not None:
-                value = torch.where(kept[:, t], kept_values[:, t], value)
-            cells[:, t] = cell_bits(value, cfg.bits_per_cell)  # (B, C)
-        return grid_of(cells, cfg.latent_h, cfg.latent_w)
+            return self._combine(logits, b, guidance).cpu().numpy()
+
+        cells = sample_cells(step, b, cfg.bits_per_cell, cfg.num_cells, temperature, uniforms, keep)  # (B, T, C)
+        return grid_of(torch.from_numpy(cells).to(device), cfg.latent_h, cfg.latent_w)
 
     @torch.no_grad()
     def refine(self, states: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, strength: float = 0.5,
-               temperature: float = 1.0, generator: torch.Generator | None = None,
+               temperature: float = 1.0, uniforms: np.ndarray | None = None,
                guidance: float = 1.0) -> torch.Tensor:  # fmt: skip
         """``start`` latents (B, C, h, w) in {0, 1} -> bits uint8 (B, C, h, w): the ``strength``
         fraction of the cells least likely given the caption drawn again (``sample``'s temperature,
-        generator and guidance), the others kept. Strength 0: ``start``; 1: ``sample``."""
-        redraw = cells_to_redraw(self.cell_log_likelihoods(states, mask, start, guidance), strength)  # (B, T)
-        return self.sample(states, mask, temperature, generator, guidance, keep=(start, ~redraw))
+        uniforms and guidance), the others kept. Strength 0: ``start``; 1: ``sample``."""
+        scores = self.cell_log_likelihoods(states, mask, start, guidance).cpu().numpy()  # (B, T)
+        given = cell_values(cells_of(start)).cpu().numpy()  # (B, T)
+        keep = (given, ~cells_to_redraw(scores, strength))  # the cells kept as given
+        return self.sample(states, mask, temperature, uniforms, guidance, keep)
 
 
-def sample_prior(prior: CellPrior, features, temperature: float = 1.0, seed: int = 0, batch_size: int = 256,
-                 guidance: float = 1.0, start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
-    """Latents drawn for every caption of ``features`` (``TextFeatures``) -> uint8 (n, C, h, w).
-    ``start`` (n, C, h, w) bits: refine them instead (``CellPrior.refine`` with ``strength``)."""
+def sample_prior(prior: CellPrior, features, temperature: float = 1.0, uniforms: np.ndarray | None = None,
+                 samples: int = 1, batch_size: int = 256, guidance: float = 1.0, start: np.ndarray | None = None,
+                 strength: float = 1.0) -> np.ndarray:  # fmt: skip
+    """Latents drawn for every caption of ``features`` (``TextFeatures``, N captions) -> bits uint8
+    (N * samples, C, h, w), prompt-major. ``uniforms`` (N * samples, h*w): the draws' uniforms
+    (``generation.cell_uniforms``; unused at temperature 0). ``start`` (N * samples, C, h, w) bits:
+    refine them instead (``CellPrior.refine`` with ``strength``)."""
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
     device = next(prior.parameters()).device
     was_training = prior.training
     prior.eval()
-    g = torch.Generator().manual_seed(int(seed))
+    rows = np.repeat(np.arange(len(features)), samples)  # (N * S,): the caption of each latent
     out = []
-    for lo in range(0, len(features), batch_size):
-        states, mask = features.padded(np.arange(lo, min(lo + batch_size, len(features))), device)
+    for lo in range(0, len(rows), batch_size):
+        part = slice(lo, lo + batch_size)
+        states, mask = features.padded(rows[part], device)
+        u = None if uniforms is None else uniforms[part]
         if start is None:
-            out.append(prior.sample(states, mask, temperature, g, guidance).cpu().numpy())
+            out.append(prior.sample(states, mask, temperature, u, guidance).cpu().numpy())
         else:
-            given = torch.from_numpy(np.ascontiguousarray(start[lo : lo + len(mask)])).to(device)
-            out.append(prior.refine(states, mask, given, strength, temperature, g, guidance).cpu().numpy())
+            given = torch.from_numpy(np.ascontiguousarray(start[part])).to(device)
+            out.append(prior.refine(states, mask, given, strength, temperature, u, guidance).cpu().numpy())
     prior.train(was_training)
     cfg = prior.config
     return np.concatenate(out) if out else np.zeros((0, cfg.bits_per_cell, cfg.latent_h, cfg.latent_w), np.uint8)
