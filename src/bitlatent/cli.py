@@ -16,7 +16,6 @@ import numpy as np
 import bitlatent  # noqa: F401  (sets the offline / no-telemetry environment)
 
 DEFAULT_DECODER = "data/06_models/decoder"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 def _load_decoder(path: str):
@@ -27,17 +26,26 @@ def _load_decoder(path: str):
         raise click.ClickException(
             f"no decoder in {folder}: train one with `make run` or "
             f"`kedro run --pipelines decoder_pretraining`, or pass --decoder")
-    return load_decoder(folder)
+    try:
+        return load_decoder(folder)
+    except Exception as error:  # noqa: BLE001 - a damaged or foreign folder: say so, no traceback
+        raise click.ClickException(f"cannot load the decoder in {folder}: {error}") from error
 
 
-def _image_files(inputs: tuple[str, ...]) -> list[Path]:
+def _image_files(inputs: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
+    """(files to decode, files left out): each input file as given, and every file under each
+    input folder, the ones without an image suffix left out (and listed, not dropped)."""
+    from bitlatent.data.sources import IMAGE_SUFFIXES
+
     files: list[Path] = []
+    left_out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            for path in sorted(p for p in item.rglob("*") if not p.is_dir()):
+                (files if path.suffix.lower() in IMAGE_SUFFIXES else left_out).append(path)
         else:
             files.append(item)
-    return files
+    return files, left_out
 
 
 # Kedro imports ``<package>.cli`` and reads ``cli`` for project-specific ``kedro`` commands;
@@ -96,28 +104,38 @@ def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | 
            betas: tuple[float, float] | None, seed: int) -> None:
     """Fit binary latents for image files or folders with the frozen decoder."""
     from bitlatent.core.train import fit_latents
+    from bitlatent.data.config import DataConfig
     from bitlatent.data.images import decode_image_file
     from bitlatent.data.latent_shards import LatentShard, save_latent_shard
 
     decoder = _load_decoder(decoder_dir)
     spec = decoder.latent_spec
+    files, left_out = _image_files(inputs)
+    for path in left_out:
+        click.echo(f"ignored {path}: not an image file name (suffix {path.suffix or 'none'})", err=True)
     images, names, failed = [], [], []
-    for path in _image_files(inputs):
-        decoded = decode_image_file(path, spec.image_size, max_pixels=64_000_000)
+    max_pixels = DataConfig().max_image_pixels
+    for path in files:
+        decoded = decode_image_file(path, spec.image_size, max_pixels)
         if decoded.status != "ok":
-            failed.append((path, decoded.status))
+            failed.append((path, decoded.status, decoded.detail))
             continue
         images.append(decoded.pixels)
         names.append(str(path))
-    for path, reason in failed:
-        click.echo(f"skipped {path}: {reason}", err=True)
+    for path, reason, detail in failed:
+        click.echo(f"skipped {path}: {reason}" + (f" ({detail})" if detail and detail != str(path) else ""), err=True)
     if not images:
-        raise click.ClickException("no image could be decoded")
+        raise click.ClickException(f"no image could be decoded ({len(failed)} file(s) skipped, "
+                                   f"{len(left_out)} ignored)")
     result = fit_latents(decoder, np.stack(images), _fit_config(steps, lr, betas, seed))
-    save_latent_shard(Path(output), LatentShard(result.packed, np.asarray(names, dtype=str), spec))
+    try:
+        save_latent_shard(Path(output), LatentShard(result.packed, np.asarray(names, dtype=str), spec))
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error}") from error
     click.echo(f"wrote {len(images)} latents of {spec.bits_per_image} bits ({spec.bits_per_pixel:.3f} bpp) "
                f"to {output}; reconstruction PSNR {result.psnr:.2f} dB")
     if failed:
+        click.echo(f"{len(failed)} of {len(files)} file(s) skipped, listed above", err=True)
         sys.exit(1)
 
 
@@ -135,8 +153,8 @@ def decode(latents: str, output: str, decoder_dir: str) -> None:
     decoder = _load_decoder(decoder_dir)
     try:
         shard = load_latent_shard(Path(latents))
-    except (ValueError, OSError) as error:
-        raise click.ClickException(f"{latents}: {error}") from error
+    except Exception as error:  # noqa: BLE001 - a damaged or foreign file (bad zip, bad spec): say so
+        raise click.ClickException(f"{latents}: not a readable latent file: {error}") from error
     if shard.spec != decoder.latent_spec:
         raise click.ClickException(f"latent spec {shard.spec} does not match the decoder's {decoder.latent_spec}")
     images = decode_packed(decoder, shard.bits)
@@ -283,33 +301,58 @@ def _generate_torch(prompts, mode, samples, temperature, guidance, strength, see
 @main.command()
 @click.option("--format", "data_format", type=click.Choice(["csv", "jsonl", "coco", "folder", "synthetic"]),
               required=True, help="The dataset's format (as data.format).")
-@click.option("--path", required=True, help="Captions file or folder (as data.path).")
+@click.option("--path", required=True,
+              help="Captions file or folder (as data.path); image paths are found as docs/data.md says.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default="data/08_reporting/external_metrics.json",
-              show_default=True, help="JSON file for the metrics.")
-@click.option("--max-pairs", type=int, default=None, help="Read at most this many rows.")
+              show_default=True, help="JSON file for the metrics (with every rejected row and its reasons).")
+@click.option("--max-pairs", type=click.IntRange(min=1), default=None, help="Read at most this many rows.")
 @_fit_options
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True)
 @click.option("--text-model", default=DEFAULT_TEXT_MODEL, show_default=True,
               help="Text-to-latent model; alignment metrics are skipped when it is absent.")
 def evaluate(data_format, path, output, max_pairs, steps, lr, betas, decoder_dir, text_model) -> None:
-    """Metrics of the trained models on an external held-out dataset (nothing is trained on it)."""
+    """Metrics of the trained models on an external held-out dataset (nothing is trained on it).
+
+    Every rejected row is listed on stderr with its reasons, and kept in the output JSON
+    (``dataset.rejected``)."""
     import json
 
     from bitlatent.core.io import atomic_write_bytes
-    from bitlatent.evaluation.external import evaluate_external
+    from bitlatent.evaluation.external import NothingToEvaluate, evaluate_external
     from bitlatent.text.model import load_text_to_latent
 
     decoder = _load_decoder(decoder_dir)
-    text = load_text_to_latent(text_model) if Path(text_model).is_dir() else None
-    if text is None:
+    text = None
+    if Path(text_model).is_dir():
+        try:
+            text = load_text_to_latent(text_model)
+        except Exception as error:  # noqa: BLE001 - a damaged or outdated model: say so, no traceback
+            raise click.ClickException(f"cannot load the text model in {text_model}: {error}") from error
+    else:
         click.echo(f"no text model in {text_model}: reconstruction metrics only", err=True)
     try:
         metrics = evaluate_external(data_format, path, decoder, text, max_pairs=max_pairs, fit=_fit_config(steps, lr, betas))
-    except (FileNotFoundError, ValueError) as error:
+    except NothingToEvaluate as error:
+        _list_rejected(error.dataset)
         raise click.ClickException(str(error)) from error
-    atomic_write_bytes(Path(output), json.dumps(metrics, indent=2).encode())
+    except (OSError, ValueError) as error:  # no such file, a folder for a file, not of its format
+        raise click.ClickException(f"cannot read {path} as {data_format}: {error}") from error
+    _list_rejected(metrics["dataset"])
+    try:
+        atomic_write_bytes(Path(output), json.dumps(metrics, indent=2).encode())
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error}") from error
     click.echo(json.dumps({k: v for k, v in metrics.items() if k != "dataset"}, indent=2))
     click.echo(f"wrote {output}")
+
+
+def _list_rejected(dataset: dict) -> None:
+    """One stderr line per rejected row of an external set, then the counts."""
+    for row in dataset["rejected"]:
+        detail = f" ({row['detail']})" if row["detail"] else ""
+        click.echo(f"rejected row {row['ordinal']} ({row['image_path']}): {row['reasons']}{detail}", err=True)
+    click.echo(f"{dataset['accepted_rows']} of {dataset['input_rows']} rows accepted, {dataset['rejected_rows']} "
+               f"rejected {dataset['reasons'] or ''}; rows per image root: {dataset['image_roots']}", err=True)
 
 
 def _add_subcommands() -> None:

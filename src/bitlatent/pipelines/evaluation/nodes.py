@@ -12,13 +12,13 @@ from matplotlib.figure import Figure
 
 from bitlatent.pipelines.evaluation.parameters import EvaluationConfig
 from bitlatent.core.decoder import BinaryLatentDecoder
-from bitlatent.core.metrics import psnr_per_image, ssim_per_image, to_unit_images
 from bitlatent.core.train import decode_packed
 from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.lookup import images_table, load_images
 from bitlatent.data.shards import ImageShards
 from bitlatent.datasets.models import LatentParts
-from bitlatent.evaluation.codecs import CODECS, psnr_at_bits, quality_sweep, set_psnr
+from bitlatent.evaluation.codecs import CODECS, psnr_at_bits, quality_sweep
+from bitlatent.evaluation.reconstruction import reconstruction_scores
 from bitlatent.reporting.plots import image_grid, rate_distortion
 
 log = logging.getLogger(__name__)
@@ -27,15 +27,6 @@ log = logging.getLogger(__name__)
 def _subset(latents: LatentShard, limit: int | None) -> LatentShard:
     order = np.argsort(latents.image_ids, kind="stable")[:limit]
     return LatentShard(latents.bits[order], latents.image_ids[order], latents.spec)
-
-
-def reconstruction_scores(originals: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
-    """PSNR from the set's MSE (the headline), mean per-image PSNR beside it, and SSIM."""
-    target, output = to_unit_images(originals), to_unit_images(decoded)
-    return {"psnr": set_psnr(originals, decoded),
-            "psnr_mean_per_image": float(psnr_per_image(output, target).mean()),
-            "ssim": float(ssim_per_image(output, target).mean()),
-            "images": int(len(originals))}
 
 
 def evaluate_reconstruction(
