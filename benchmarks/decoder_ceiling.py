@@ -51,7 +51,7 @@ def measure(name: str, images: np.ndarray, attributes: list, train: int, heldout
 
     size, decoder_fields, train_fields = DECODERS[name]
     decoder_config = DecoderConfig(image_size=size, **decoder_fields)
-    config = TrainConfig(**{"epochs": epochs, "batch_size": 32, "latent_lr": 0.2, "latent_init": "shared",
+    config = TrainConfig(**{"epochs": epochs, "batch_size": 32, "latent_lr": 0.2,
                             "fit_steps": 100, "progress": False, **train_fields})
     started = time.perf_counter()
     result = pretrain(images, decoder_config, config, indices=np.arange(train))

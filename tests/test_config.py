@@ -72,3 +72,9 @@ def test_a_retired_key_is_accepted_only_with_the_value_the_code_now_uses():
     assert Outer.from_dict({"name": "b", "mode": "fast", "scale": 1}) == Outer(name="b")  # 1 == 1.0
     with pytest.raises(ValueError, match=r"outer\.mode was removed: only 'fast' remains, got 'slow'"):
         Outer.from_dict({"mode": "slow"})
+
+
+def test_a_saved_config_this_code_cannot_build_names_the_command_that_rebuilds_it():
+    assert Outer.from_saved({"mode": "fast"}, "models/x", "make x") == Outer()
+    with pytest.raises(ValueError, match=r"models/x holds a model .*outer\.mode was removed.*`make x`"):
+        Outer.from_saved({"mode": "slow"}, "models/x", "make x")

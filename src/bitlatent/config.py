@@ -19,8 +19,8 @@ the nested name in messages (``pretraining.train``).
 
 ``RETIRED`` maps a key that was removed from the group to the value the code now always uses:
 files written before the removal (a model's config JSON) still parse when they hold exactly that
-value, and any other value is refused with a message saying what remains. Whoever loads a model
-file adds the command that rebuilds it.
+value, and any other value is refused with a message saying what remains; ``from_saved`` adds the
+command that rebuilds the model file.
 
 Torch-free: every layer (``core``, ``data``, ``text``, ``export``, the pipelines) declares its
 groups with it.
@@ -81,6 +81,16 @@ class ConfigGroup:
                 value = kind.from_dict(value, f"{group}.{name}")
             values[name] = value
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls: type[C], data: Mapping[str, Any], source: Any, command: str) -> C:
+        """``from_dict`` for the config of a saved model at ``source``: a config this code can no
+        longer build (a retired value, an unknown key) is refused with the command that rebuilds it."""
+        try:
+            return cls.from_dict(data)
+        except ValueError as error:
+            raise ValueError(f"{source} holds a model this bitlatent cannot build ({error}): "
+                             f"make it again with `{command}`") from error
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON-able values (tuples as lists, nested groups as dicts)."""

@@ -1,7 +1,6 @@
 """Distributed pretraining: two gloo CPU processes under torchrun give the same decoder and latents
 as single-process ``pretrain`` (same seed, same global batches), up to float tolerance."""
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -67,14 +66,12 @@ def test_owned_rows_partition_the_table():
     assert sorted(np.concatenate(parts).tolist()) == list(range(10))
 
 
-@pytest.mark.parametrize("init", ["independent", "shared"])
 @pytest.mark.parametrize("n,world", [(37, 3), (9001, 2)])
-def test_local_latent_init_is_the_single_process_init(n, world, init):
+def test_local_latent_init_is_the_single_process_init(n, world):
     spec = LatentSpec(h=4, w=4, bits_per_cell=4, image_size=16)
-    cfg = dataclasses.replace(TRAIN, latent_init=init)
-    full = LatentTable(n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, shared_init=init == "shared").logits
+    full = LatentTable(n, spec, init_std=TRAIN.latent_init_std, seed=TRAIN.seed + 1).logits
     for r in range(world):
-        local = _local_latent_table(n, r, world, spec, cfg, torch.device("cpu"))
+        local = _local_latent_table(n, r, world, spec, TRAIN, torch.device("cpu"))
         assert torch.equal(local.logits, full[r::world])
 
 

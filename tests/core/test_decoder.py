@@ -39,12 +39,12 @@ def test_shapes_and_range():
     assert default(torch.ones(1, 8, 16, 16)).shape == (1, 3, 64, 64)
 
 
-@pytest.mark.parametrize("upsample", ["pixelshuffle", "nearest"])
-def test_locality_probe(upsample):
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_locality_probe(kernel_size):
     """Flip one latent cell: pixels outside its analytic influence box are unchanged, and the
     pixels that do change fill exactly that box (so the analysis is tight, not just an upper bound)."""
     cfg = DecoderConfig(image_size=48, latent_h=12, latent_w=12, bits_per_cell=3, widths=(8, 8, 8),
-                        blocks_per_stage=(1, 1, 1), upsample=upsample)  # fmt: skip
+                        blocks_per_stage=(1, 1, 1), kernel_size=kernel_size)  # fmt: skip
     dec = _random_decoder(cfg)
     z = _signs(1, cfg)
     cells = [(0, 0), (5, 7), (11, 3), (6, 11)]
@@ -87,6 +87,8 @@ def test_receptive_field_cells_matches_measurement():
 def test_default_receptive_field_is_bounded():
     rf = BinaryLatentDecoder(DecoderConfig()).receptive_field_cells()
     assert 1 < rf < 16
+    wider = BinaryLatentDecoder(DecoderConfig(kernel_size=5)).receptive_field_cells()
+    assert wider > rf  # the kernel size sets how many cells a pixel sees
 
 
 def test_save_load_round_trip(tmp_path):
@@ -107,6 +109,22 @@ def test_save_load_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(z), dec(z), rtol=0, atol=0)
     assert [p.name for p in tmp_path.joinpath("dec").iterdir()] and not list(tmp_path.joinpath("dec").glob("*.tmp"))
+
+
+def test_a_decoder_saved_with_retired_keys_loads_or_names_the_command_that_retrains_it(tmp_path):
+    dec = _random_decoder(TINY).float()
+    save_decoder(dec, tmp_path / "old")
+    meta_path = tmp_path / "old" / CONFIG_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["config"].update(upsample="pixelshuffle", activation="silu", out_channels=3)  # as written before
+    meta_path.write_text(json.dumps(meta))
+    z = _signs(2, TINY).float()
+    with torch.no_grad():
+        torch.testing.assert_close(load_decoder(tmp_path / "old")(z), dec(z), rtol=0, atol=0)
+    meta["config"]["upsample"] = "nearest"  # an architecture this code no longer builds
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"upsample was removed.*`kedro run --pipeline decoder_pretraining`"):
+        load_decoder(tmp_path / "old")
 
 
 def test_config_validation_and_dict():

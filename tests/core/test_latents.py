@@ -82,13 +82,13 @@ def test_state_dict_round_trip():
         LatentTable(5, SPEC).load_state_dict(a.state_dict())
 
 
-def test_shared_init_starts_every_row_from_one_pattern():
+def test_every_row_starts_from_one_pattern():
     spec = LatentSpec(h=4, w=4, bits_per_cell=4, image_size=16)
-    shared = LatentTable(5, spec, init_std=0.3, seed=3, shared_init=True)
-    independent = LatentTable(5, spec, init_std=0.3, seed=3)
+    shared = LatentTable(5, spec, init_std=0.3, seed=3)
     assert all(torch.equal(shared.logits[i], shared.logits[0]) for i in range(5))
-    assert not torch.equal(independent.logits[1], independent.logits[0])
     assert shared.logits.abs().max() > 0  # a pattern, not zeros (ties would leave every bit alike)
+    assert torch.equal(LatentTable(2, spec, init_std=0.3, seed=3).logits[0], shared.logits[0])  # a function of the seed
+    assert not torch.equal(LatentTable(2, spec, init_std=0.3, seed=4).logits[0], shared.logits[0])
     rows = torch.tensor([1])
     shared.step(rows, torch.ones(1, *spec.shape), lr=0.1)  # rows own their storage: one moves alone
     assert not torch.equal(shared.logits[1], shared.logits[0]) and torch.equal(shared.logits[2], shared.logits[0])

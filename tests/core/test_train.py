@@ -65,8 +65,13 @@ def test_fit_output_matches_decoding_and_keep_best(images, tiny_decoder_config, 
     recon = to_unit_images(decode_packed(dec, best.packed))
     per_image = ((recon - to_unit_images(images[20:33])) ** 2).flatten(1).mean(1).double().numpy()
     np.testing.assert_allclose(per_image, best.mse, atol=2e-4)  # uint8 rounding of the decoded image
-    last = fit_latents(dec, images, replace(tiny_train_config, fit_keep_best=False), indices=np.arange(20, 33))
-    assert np.all(best.mse <= last.mse + 1e-7)  # same trajectory, best hard bits seen along it
+    # keep best: each image's bits are the best hard bits seen along the trajectory, so a chunk's
+    # mean MSE is at most that of the bits of any of its steps (the curve's loss)
+    steps = tiny_train_config.fit_steps
+    for c, (lo, hi) in enumerate([(0, 8), (8, 13)]):
+        along = best.curves["loss"][c * steps : (c + 1) * steps]
+        assert best.mse[lo:hi].mean() <= min(along) + 1e-6
+    assert set(best.curves["hardness"]) == {1.0}  # hard bits from the first step
     assert dec.training is False and all(p.requires_grad for p in dec.parameters())
 
 
@@ -200,13 +205,11 @@ def test_fit_from_given_bits(images, tiny_decoder_config, tiny_train_config):
         fit_latents(dec, images, tiny_train_config, indices=np.arange(24, 34), init_packed=first.packed[:5])
 
 
-@pytest.mark.parametrize("init", ["shared", "independent"])
-def test_shared_init_gives_alike_images_alike_bits(images, tiny_decoder_config, tiny_train_config, init):
+def test_shared_init_gives_alike_images_alike_bits(images, tiny_decoder_config, tiny_train_config):
     """With one starting pattern, the same image fitted twice ends in the same bits: bits are a
-    function of the image, which is what lets text predict them. Independent starts differ."""
-    cfg = replace(tiny_train_config, latent_init=init)
+    function of the image, which is what lets text predict them."""
+    cfg = tiny_train_config
     dec = pretrain(images[:16], tiny_decoder_config, replace(cfg, epochs=4)).decoder
     twice = np.concatenate([images[24:26], images[24:26]])  # rows 0, 1 again as rows 2, 3
     fit = fit_latents(dec, twice, cfg)
-    same = np.array_equal(fit.packed[:2], fit.packed[2:])
-    assert same == (init == "shared")
+    assert np.array_equal(fit.packed[:2], fit.packed[2:])

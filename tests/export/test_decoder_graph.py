@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig, Upsample
+from bitlatent.export import onnx_export
 from bitlatent.export.onnx_export import DecoderForExport, PixelShuffleAsConvTranspose, decoder_for_onnx, export_decoder
 from bitlatent.export.parity import decoder_parity
 
@@ -48,15 +49,14 @@ def test_the_export_form_computes_what_the_decoder_computes(uniform_bias):
         assert torch.allclose(view(z), decoder(z), atol=1e-6, rtol=0)
 
 
-def test_nearest_decoders_and_the_switch_export_the_decoder_itself():
-    nearest = small_decoder(upsample="nearest")
-    assert decoder_for_onnx(nearest) is nearest
-    decoder = small_decoder()
-    assert decoder_for_onnx(decoder, conv_transpose=False) is decoder
+def test_a_decoder_without_upsampling_is_exported_as_it_is():
+    single_stage = small_decoder(image_size=4, widths=(16,), blocks_per_stage=(1,))
+    assert decoder_for_onnx(single_stage) is single_stage
 
 
 def test_a_pixelshuffle_layer_must_be_a_1x1_conv_to_four_times_the_channels():
-    up = Upsample(8, 8, 3, "nearest", torch.nn.SiLU)  # a 3x3 conv: not a pixelshuffle layer
+    up = Upsample(8, 8)
+    up.conv = torch.nn.Conv2d(8, 32, 3, padding=1)  # a 3x3 conv: not a pixelshuffle layer
     with pytest.raises(ValueError, match="1x1 conv"):
         PixelShuffleAsConvTranspose(up)
 
@@ -77,7 +77,10 @@ def test_the_exported_graph_has_conv_transpose_and_small_constants(tmp_path):
 def test_both_graph_forms_agree(tmp_path):
     decoder = small_decoder()
     fast = export_decoder(decoder, tmp_path / "fast.onnx")
-    plain = export_decoder(decoder, tmp_path / "plain.onnx", conv_transpose=False)
+    plain = tmp_path / "plain.onnx"  # the decoder as torch computes it: Conv + DepthToSpace
+    example = torch.randint(0, 2, (2, *decoder.latent_spec.shape), dtype=torch.uint8)
+    onnx_export._export(DecoderForExport(decoder), (example,), plain, onnx_export.DECODER_INPUTS,
+                        onnx_export.DECODER_OUTPUTS, {"bits": {0: torch.export.Dim("batch", min=1, max=64)}}, 18)
     assert op_counts(plain)["DepthToSpace"] == 2 and "ConvTranspose" not in op_counts(plain)
     bits = np.random.default_rng(1).integers(0, 2, size=(6, 4, 4, 4), dtype=np.uint8)
     a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(["image_float"], {"bits": bits})[0]

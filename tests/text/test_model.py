@@ -43,9 +43,8 @@ def test_a_patch_query_owns_its_block_of_cells():
     assert torch.equal(logits[0], (c * 4 + a * 2 + b).float())
 
 
-@pytest.mark.parametrize("self_attention", [True, False])
-def test_padding_is_ignored(self_attention):
-    model = tiny(cell_self_attention=self_attention)
+def test_padding_is_ignored():
+    model = tiny()
     states = torch.randn(2, 9, 384)
     mask = torch.ones(2, 9, dtype=torch.bool)
     mask[0, 5:] = False
@@ -136,6 +135,23 @@ def test_a_model_of_another_format_version_is_refused_with_the_command(tmp_path)
     meta = json.loads((tmp_path / CONFIG_FILE).read_text())
     (tmp_path / CONFIG_FILE).write_text(json.dumps({**meta, "version": 1}))
     with pytest.raises(ValueError, match=f"format version 1.*{MAKE_COMMAND}"):
+        load_text_to_latent(tmp_path)
+
+
+def test_a_model_saved_with_retired_keys_loads_or_names_the_command(tmp_path):
+    model = tiny()
+    save_text_to_latent(model, tmp_path)
+    meta_path = tmp_path / CONFIG_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["config"].update(cell_self_attention=True, prior_attention_dropout=0.0)  # as written before
+    meta_path.write_text(json.dumps(meta))
+    states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
+    with torch.no_grad():
+        for a, b in zip(load_text_to_latent(tmp_path)(states, mask), model.eval()(states, mask)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    meta["config"]["cell_self_attention"] = False  # an architecture this code no longer builds
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"cell_self_attention was removed.*`kedro run --pipeline alignment`"):
         load_text_to_latent(tmp_path)
 
 

@@ -94,17 +94,9 @@ class LatentSpec(ConfigGroup):
 # ----------------------------------------------------------------------------- binarisation
 
 
-def soft_signs(logits: torch.Tensor, relaxation: str = "hardtanh", temperature: float = 1.0) -> torch.Tensor:
-    """Continuous relaxation of the signs, in [-1, 1].
-
-    "hardtanh": ``clamp(logits / temperature, -1, 1)``;  "tanh": ``tanh(logits / temperature)``.
-    """
-    x = logits / temperature
-    if relaxation == "hardtanh":
-        return x.clamp(-1.0, 1.0)
-    if relaxation == "tanh":
-        return torch.tanh(x)
-    raise ValueError(f"unknown relaxation {relaxation!r} (use 'hardtanh' or 'tanh')")
+def soft_signs(logits: torch.Tensor) -> torch.Tensor:
+    """The relaxation of the signs: ``clamp(logits, -1, 1)`` (hardtanh), in [-1, 1]."""
+    return logits.clamp(-1.0, 1.0)
 
 
 def hard_signs(logits: torch.Tensor) -> torch.Tensor:
@@ -113,22 +105,17 @@ def hard_signs(logits: torch.Tensor) -> torch.Tensor:
     return torch.where(logits >= 0, one, -one)
 
 
-def binarize(
-    logits: torch.Tensor,
-    hardness: float = 1.0,
-    relaxation: str = "hardtanh",
-    temperature: float = 1.0,
-) -> torch.Tensor:
+def binarize(logits: torch.Tensor, hardness: float = 1.0) -> torch.Tensor:
     """Logits -> decoder input, with a straight-through estimator.
 
     forward:  ``soft + hardness * (hard - soft)``; exactly the ±1 signs when ``hardness >= 1``.
-    backward: the gradient of the soft relaxation (for "hardtanh": identity where
-              ``|logits| <= temperature``, zero outside), whatever the hardness.
+    backward: the gradient of the relaxation ``soft_signs`` (identity where ``|logits| <= 1``,
+              zero outside), whatever the hardness.
 
-    ``hardness`` goes from 0 (fully relaxed) to 1 (hard bits) over an annealing schedule
-    (see ``hardness_at``). Shapes are preserved: (B, C, h, w) -> (B, C, h, w).
+    ``hardness`` goes from 0 (the relaxation) to 1 (hard bits) over pretraining's annealing
+    schedule (``hardness_at``). Shapes are preserved: (B, C, h, w) -> (B, C, h, w).
     """
-    soft = soft_signs(logits, relaxation, temperature)
+    soft = soft_signs(logits)
     hard = hard_signs(logits.detach())
     surrogate = soft - soft.detach()  # exactly 0 in the forward pass, carries d soft / d logits
     if hardness >= 1.0:
@@ -138,17 +125,17 @@ def binarize(
     return torch.lerp(soft.detach(), hard, float(hardness)) + surrogate
 
 
-def hardness_at(progress: float, soft_until: float = 0.0, hard_from: float = 0.0) -> float:
-    """Annealing schedule: hardness 0 up to ``soft_until``, a linear ramp, 1 from ``hard_from``.
+def hardness_at(progress: float, hard_from: float = 0.0) -> float:
+    """Annealing schedule: hardness rises linearly from 0 at the start to 1 at ``hard_from``.
 
     ``progress`` is the fraction of the run done, in [0, 1]. ``hard_from <= 0`` means hard bits
     (plain straight-through) from the start.
     """
     if hard_from <= 0.0 or progress >= hard_from:
         return 1.0
-    if progress <= soft_until:
+    if progress <= 0.0:
         return 0.0
-    return (progress - soft_until) / max(hard_from - soft_until, 1e-12)
+    return progress / max(hard_from, 1e-12)
 
 
 # ----------------------------------------------------------------------------- bits <-> signs

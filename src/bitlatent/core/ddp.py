@@ -21,8 +21,8 @@ Each latent gets the gradient of its own loss (as in ``pretrain``) and is update
 **Equivalence.** With the same seed, decoder config and ``TrainConfig``, the decoder weights and
 latent logits after a W-process run equal those of single-process ``pretrain`` up to float
 rounding (summation order of the all-reduce), tested with two gloo processes in
-``tests/core/test_ddp.py``. Latent init matches too: the full ``(n, C, h, w)`` init is drawn from
-the same generator as ``LatentTable(n, seed=seed+1)`` (in chunks) and each rank keeps its rows.
+``tests/core/test_ddp.py``. Latent init matches too: every row starts from the one pattern of
+``LatentTable(n, seed=seed+1)``, which each rank draws itself.
 
 **Output** (rank 0): ``save_decoder`` (``decoder.safetensors`` + ``decoder.json``), ``latents.npy``
 (packed uint8 ``(n, bytes)``, rows gathered from all ranks in global row order), ``indices.npy``
@@ -56,7 +56,7 @@ from .io import atomic_save_npy, atomic_write_json
 from .latents import LatentTable
 from .metrics import psnr_from_mse
 from .runtime import (Runtime, check_images, cosine_schedule, decoder_optimizer, epoch_permutation, init_decoder,
-                      load_batch, loss_per_sample, new_curves, resolve_device, row_indices)  # fmt: skip
+                      load_batch, mse_per_sample, new_curves, resolve_device, row_indices)  # fmt: skip
 
 __all__ = ["DistributedPretrainResult", "pretrain_distributed", "owned_rows", "main"]
 
@@ -95,33 +95,12 @@ def owned_rows(n: int, rank: int, world_size: int) -> np.ndarray:
 
 
 def _local_latent_table(n: int, rank: int, world_size: int, spec, cfg: TrainConfig, device: torch.device) -> LatentTable:
-    """This rank's rows of ``LatentTable(n, spec, seed=cfg.seed + 1, ...)``, bit-identical to them.
-
-    The full init is drawn from the same generator in chunks of whole rows (``randn`` fills rows
-    in order), so at most ``chunk`` rows are held at once besides the local ones."""
-    mine = owned_rows(n, rank, world_size)
-    if cfg.latent_init == "shared":  # one pattern for every row: nothing to slice
-        return LatentTable(
-            len(mine), spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=device,
-            betas=cfg.latent_betas, clip=cfg.logit_clip or None, shared_init=True,
-        )  # fmt: skip
-    table = LatentTable(
-        len(mine), spec, init_std=cfg.latent_init_std, seed=0, device=device,
+    """This rank's rows of ``LatentTable(n, spec, seed=cfg.seed + 1, ...)``, bit-identical to them:
+    every row starts from the same pattern, so the rank draws it for its own rows only."""
+    return LatentTable(
+        len(owned_rows(n, rank, world_size)), spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=device,
         betas=cfg.latent_betas, clip=cfg.logit_clip or None,
     )  # fmt: skip
-    g = torch.Generator().manual_seed(int(cfg.seed + 1))
-    out = torch.empty(len(mine), *spec.shape)
-    chunk = max(world_size, 4096 // world_size * world_size)  # a multiple of W: same offsets per chunk
-    done = 0
-    for lo in range(0, n, chunk):
-        block = torch.randn(min(chunk, n - lo), *spec.shape, generator=g) * cfg.latent_init_std
-        take = block[(rank - lo) % world_size :: world_size]
-        out[done : done + len(take)] = take
-        done += len(take)
-    if cfg.logit_clip:
-        out = out.clamp(-cfg.logit_clip, cfg.logit_clip)
-    table.logits.copy_(out.to(device))
-    return table
 
 
 def _setup() -> tuple[int, int, int]:
@@ -195,24 +174,23 @@ def pretrain_distributed(
         local = (mine // world).to(device)  # (b,) rows of the local table
         x = load_batch(images, indices[mine.numpy()], device)  # (b, 3, H, W)
 
-        hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
+        hardness = hardness_at(step / max(total, 1), cfg.hard_from)
         lr_factor = cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = cfg.decoder_lr * lr_factor
         logits = table.gather(local)  # (b, C, h, w), leaf
-        z = binarize(logits, hardness, cfg.relaxation, cfg.temperature)  # (b, C, h, w)
+        z = binarize(logits, hardness)  # (b, C, h, w)
         empty = len(local) == 0  # this rank owns no row of the batch: it still joins the all-reduce
         if empty:  # with a zero-weighted dummy sample (empty batches break some backward kernels)
             z = torch.zeros(1, *spec.shape, device=device)
         out = rt.decode(model, z)  # (b, 3, H, W)
         if empty:
-            per_sample = mse = out.new_zeros(0)
+            mse = out.new_zeros(0)
             loss = out.sum() * 0.0
         else:
-            per_sample = loss_per_sample(out, x, cfg.loss)  # (b,)
-            mse = per_sample if cfg.loss == "mse" else loss_per_sample(out.detach(), x, "mse")
+            mse = mse_per_sample(out, x)  # (b,)
             # DDP averages over W ranks: W/B * sum(own) averages to the mean over the global batch.
-            loss = per_sample.sum() * (world / len(batch))
+            loss = mse.sum() * (world / len(batch))
 
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -224,7 +202,7 @@ def pretrain_distributed(
             latent_grad = logits.grad if not empty else torch.zeros_like(logits)
         # global batch stats + "all latent gradients finite" (pretrain skips the latent update otherwise)
         stats = torch.tensor(
-            [per_sample.detach().sum().item(), mse.detach().sum().item(), float(not bool(torch.isfinite(latent_grad).all()))],
+            [mse.detach().sum().item(), float(not bool(torch.isfinite(latent_grad).all()))],
             dtype=torch.float64, device=device,
         )  # fmt: skip
         if world > 1:
@@ -236,13 +214,13 @@ def pretrain_distributed(
             scaler.update()
         else:
             opt.step()
-        if stats[2].item() == 0 and len(local):
+        if stats[1].item() == 0 and len(local):
             # d(loss)/d latent * B / W = d(own loss)/d latent, as in pretrain
             lr = cfg.latent_lr * cosine_schedule(step, total, cfg.min_lr_ratio)
             table.step(local, latent_grad * (len(batch) / world), lr)
 
-        loss_value, mse_value = stats[0].item() / len(batch), stats[1].item() / len(batch)
-        record = {"step": step + 1, "loss": loss_value, "psnr": psnr_from_mse(mse_value), "hardness": hardness,
+        loss_value = stats[0].item() / len(batch)  # the mean MSE over the global batch
+        record = {"step": step + 1, "loss": loss_value, "psnr": psnr_from_mse(loss_value), "hardness": hardness,
                   "wall_time": time.perf_counter() - t0, "epoch": epoch}  # fmt: skip
         for k, v in record.items():
             curves[k].append(float(v))

@@ -7,10 +7,10 @@
       -> head: k x k conv + sigmoid                        (B, 3, H, W) in [0, 1]
 
 A residual block is ``x + conv1x1(act(conv_kxk(act(x))))``: one spatial convolution, one
-pointwise. Upsampling is a 1x1 conv to 4x channels + depth-to-space ("pixelshuffle", no spatial
-reach) or nearest-neighbour x2 + a k x k conv ("nearest"). There is no normalisation over space,
-no attention, nothing global, so an output pixel depends only on a bounded window of latent
-cells: each k x k conv at stage s widens it by (k-1)/2^s cells. ``receptive_field_cells()``
+pointwise; the activation is SiLU. Upsampling is a 1x1 conv to 4x channels + depth-to-space
+("pixelshuffle": no spatial reach). There is no normalisation over space, no attention, nothing
+global, so an output pixel depends only on a bounded window of latent cells: each k x k conv at
+stage s widens it by (k-1)/2^s cells. ``receptive_field_cells()``
 computes the width exactly from the layer list, ``influence_box()`` the pixels one cell can change.
 
 Weights are saved as safetensors plus a JSON config (``save_decoder`` / ``load_decoder``),
@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from bitlatent.config import ConfigGroup
 
@@ -41,18 +40,25 @@ __all__ = [
     "load_decoder",
     "WEIGHTS_FILE",
     "CONFIG_FILE",
+    "MAKE_COMMAND",
 ]
 
 WEIGHTS_FILE = "decoder.safetensors"
 CONFIG_FILE = "decoder.json"
 FORMAT = "bitlatent.decoder"
 FORMAT_VERSION = 1
+MAKE_COMMAND = "kedro run --pipeline decoder_pretraining"
+"""The command that trains a decoder (named when a decoder directory cannot be loaded)."""
+OUT_CHANNELS = 3
+"""The decoder's output: RGB."""
 
 
 @dataclass
 class DecoderConfig(ConfigGroup):
     """Decoder architecture. One entry of ``widths``/``blocks_per_stage`` per resolution stage:
     stage 0 runs at the latent grid, stage s at ``2**s`` times it, the last at the image size."""
+
+    RETIRED = {"upsample": "pixelshuffle", "activation": "silu", "out_channels": 3}
 
     image_size: int = 64
     """Side of the square output image, in pixels."""
@@ -68,14 +74,8 @@ class DecoderConfig(ConfigGroup):
     blocks_per_stage: tuple[int, ...] = (2, 1, 1)
     """Residual blocks (one k x k conv + one 1x1 conv each) in each stage."""
     kernel_size: int = 3
-    """Odd kernel size of the spatial convolutions (blocks, head, "nearest" upsampling)."""
-    upsample: str = "pixelshuffle"
-    """"pixelshuffle" (1x1 conv to 4x channels, then depth-to-space; cheap, no spatial reach) or
-    "nearest" (nearest-neighbour x2, then a k x k conv at the higher resolution)."""
-    activation: str = "silu"
-    """Pointwise nonlinearity: "silu", "gelu" or "relu"."""
-    out_channels: int = 3
-    """Output channels (RGB)."""
+    """Odd kernel size of the spatial convolutions (residual blocks and head); with the stages it
+    sets how many latent cells an output pixel sees (``receptive_field_cells``)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,10 +94,6 @@ class DecoderConfig(ConfigGroup):
             )
         if self.kernel_size % 2 != 1:
             raise ValueError("kernel_size must be odd")
-        if self.upsample not in ("pixelshuffle", "nearest"):
-            raise ValueError(f"unknown upsample {self.upsample!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown activation {self.activation!r}")
 
     @property
     def upsampling_factor(self) -> int:
@@ -111,9 +107,6 @@ class DecoderConfig(ConfigGroup):
         return LatentSpec(h=self.latent_h, w=self.latent_w, bits_per_cell=self.bits_per_cell, image_size=self.image_size)
 
 
-_ACTIVATIONS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU}
-
-
 def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, k, padding=k // 2)
 
@@ -121,9 +114,9 @@ def _conv(c_in: int, c_out: int, k: int) -> nn.Conv2d:
 class ResBlock(nn.Module):
     """x + conv1x1(act(conv_kxk(act(x)))); the 1x1 starts at zero, so each block starts as identity."""
 
-    def __init__(self, width: int, k: int, act: type[nn.Module]):
+    def __init__(self, width: int, k: int):
         super().__init__()
-        self.act = act()
+        self.act = nn.SiLU()
         self.conv = _conv(width, width, k)
         self.proj = _conv(width, width, 1)
         nn.init.zeros_(self.proj.weight)
@@ -134,32 +127,23 @@ class ResBlock(nn.Module):
 
 
 class Upsample(nn.Module):
-    """x2 upsampling: (B, c_in, h, w) -> (B, c_out, 2h, 2w).
+    """x2 upsampling: (B, c_in, h, w) -> (B, c_out, 2h, 2w): act, 1x1 conv to 4*c_out channels, then
+    depth-to-space ("pixelshuffle": each cell's features make its 2x2 children; no spatial reach)."""
 
-    "pixelshuffle": 1x1 conv to 4*c_out channels, then depth-to-space (each cell's features make
-    its 2x2 children; no spatial reach). "nearest": nearest-neighbour x2, then a k x k conv."""
-
-    def __init__(self, c_in: int, c_out: int, k: int, mode: str, act: type[nn.Module]):
+    def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        self.mode = mode
-        self.act = act()
-        if mode == "pixelshuffle":
-            self.conv = _conv(c_in, 4 * c_out, 1)
-            # ICNR init: the 4 sub-pixels start identical, so there is no checkerboard at init.
-            with torch.no_grad():
-                w = self.conv.weight.view(c_out, 4, c_in, 1, 1)
-                w.copy_(w[:, :1].expand_as(w).clone())
-                b = self.conv.bias.view(c_out, 4)
-                b.copy_(b[:, :1].expand_as(b).clone())
-            self.shuffle = nn.PixelShuffle(2)
-        else:
-            self.conv = _conv(c_in, c_out, k)
+        self.act = nn.SiLU()
+        self.conv = _conv(c_in, 4 * c_out, 1)
+        # ICNR init: the 4 sub-pixels start identical, so there is no checkerboard at init.
+        with torch.no_grad():
+            w = self.conv.weight.view(c_out, 4, c_in, 1, 1)
+            w.copy_(w[:, :1].expand_as(w).clone())
+            b = self.conv.bias.view(c_out, 4)
+            b.copy_(b[:, :1].expand_as(b).clone())
+        self.shuffle = nn.PixelShuffle(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(x)
-        if self.mode == "pixelshuffle":
-            return self.shuffle(self.conv(x))  # (B, 4*c_out, h, w) -> (B, c_out, 2h, 2w)
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return self.shuffle(self.conv(self.act(x)))  # (B, 4*c_out, h, w) -> (B, c_out, 2h, 2w)
 
 
 class BinaryLatentDecoder(nn.Module):
@@ -168,7 +152,6 @@ class BinaryLatentDecoder(nn.Module):
     def __init__(self, config: DecoderConfig):
         super().__init__()
         self.config = cfg = config
-        act = _ACTIVATIONS[cfg.activation]
         k = cfg.kernel_size
         self._ops: list[tuple[str, int]] = []  # the layer list, for the receptive field
 
@@ -178,14 +161,14 @@ class BinaryLatentDecoder(nn.Module):
         for s, (width, n_blocks) in enumerate(zip(cfg.widths, cfg.blocks_per_stage)):
             layers: list[nn.Module] = []
             if s > 0:
-                layers.append(Upsample(cfg.widths[s - 1], width, k, cfg.upsample, act))
-                self._ops += [("conv", 1), ("up", 2)] if cfg.upsample == "pixelshuffle" else [("up", 2), ("conv", k)]
+                layers.append(Upsample(cfg.widths[s - 1], width))
+                self._ops += [("conv", 1), ("up", 2)]
             for _ in range(n_blocks):
-                layers.append(ResBlock(width, k, act))
+                layers.append(ResBlock(width, k))
                 self._ops += [("conv", k), ("conv", 1)]
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Sequential(act(), _conv(cfg.widths[-1], cfg.out_channels, k))
+        self.head = nn.Sequential(nn.SiLU(), _conv(cfg.widths[-1], OUT_CHANNELS, k))
         self._ops.append(("conv", k))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -263,12 +246,13 @@ def save_decoder(decoder: BinaryLatentDecoder, directory: str | Path, extra: dic
 
 def load_decoder(directory: str | Path, device: str | torch.device = "cpu") -> BinaryLatentDecoder:
     """Inverse of ``save_decoder``: rebuild from the JSON config, load the safetensors weights
-    (strict: every tensor present, no extra). The decoder is returned in eval mode."""
+    (strict: every tensor present, no extra). The decoder is returned in eval mode. A decoder of
+    an architecture this code no longer builds is refused with the command that trains one."""
     directory = Path(directory)
     meta = read_json(directory / CONFIG_FILE)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
-    decoder = BinaryLatentDecoder(DecoderConfig.from_dict(meta["config"]))
+    decoder = BinaryLatentDecoder(DecoderConfig.from_saved(meta["config"], directory, MAKE_COMMAND))
     state, _ = load_tensors(directory / WEIGHTS_FILE)
     decoder.load_state_dict(state, strict=True)
     return decoder.to(device).eval()

@@ -6,6 +6,10 @@ the two Adam moments) plus, when tracking the best bits, ``n * C*h*w`` bytes. Ea
 own Adam step count, so a row updated once per epoch gets the same bias correction as one
 updated every step. Only the rows in a batch are read and written (sparse updates). Once a
 stage ends, the table is exported as packed bits (``packed()``), never as float logits.
+
+Every row starts from one random pattern (``randn(C, h, w) * init_std`` from ``seed``): bits that
+no image content decides then end alike across images, which is what makes them predictable from
+text. Each row owns its storage, so rows part as they are updated.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ class LatentTable:
         eps: float = 1e-8,
         clip: float | None = 1.0,
         track_best: bool = False,
-        shared_init: bool = False,
     ):
         self.spec = spec
         self.betas = (float(betas[0]), float(betas[1]))
@@ -41,10 +44,8 @@ class LatentTable:
         self.clip = clip
         self.track_best = track_best
         g = torch.Generator().manual_seed(int(seed))
-        if shared_init:  # every row starts from one pattern: bits no image decides stay alike across images
-            logits = (torch.randn(1, *spec.shape, generator=g) * init_std).expand(n, *spec.shape).clone()
-        else:
-            logits = torch.randn(n, *spec.shape, generator=g) * init_std  # (n, C, h, w), drawn on CPU: same on any device
+        pattern = torch.randn(1, *spec.shape, generator=g) * init_std  # (1, C, h, w), drawn on CPU: same on any device
+        logits = pattern.expand(n, *spec.shape).clone()  # (n, C, h, w)
         if clip is not None:
             logits = logits.clamp(-clip, clip)
         self.logits = logits.to(device)

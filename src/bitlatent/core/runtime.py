@@ -1,7 +1,8 @@
 """What the training loops share besides the model: device and mixed precision (``Runtime``),
 the decoder's init and optimiser, reading a batch of uint8 images, the per-sample loss, the
-learning-rate schedule and the per-epoch permutation. Used by ``train`` (``pretrain``, ``fit_latents``), ``ddp`` and ``vae``;
-``ddp``'s equivalence with single-process ``pretrain`` rests on both calling these same functions.
+learning-rate schedule and the per-epoch permutation. Used by ``train`` (``pretrain``,
+``fit_latents``) and ``ddp``; ``ddp``'s equivalence with single-process ``pretrain`` rests on both
+calling these same functions.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = [
     "check_images",
     "row_indices",
     "load_batch",
-    "loss_per_sample",
+    "mse_per_sample",
     "cosine_schedule",
     "epoch_permutation",
     "new_curves",
@@ -45,8 +46,7 @@ CURVE_KEYS = ("step", "loss", "psnr", "hardness", "wall_time")
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU runs bf16 matmuls and convolutions natively (x86: AMX or AVX512-BF16).
 
-    Without them PyTorch emulates bf16 and a training step gets far slower, not faster: on a
-    2-core AMD EPYC with AVX2 only, a 64x64 pretraining step took 6.2 s with bf16 autocast. On
+    Without them PyTorch emulates bf16 and a training step gets many times slower, not faster. On
     other architectures this cannot be read from PyTorch, and bf16 is trusted.
     """
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
@@ -136,11 +136,9 @@ def load_batch(images: Any, rows: np.ndarray, device: torch.device) -> torch.Ten
     return torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def loss_per_sample(out: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """(B, 3, H, W) x 2 -> (B,)"""
-    if kind == "mse":
-        return F.mse_loss(out, target, reduction="none").flatten(1).mean(1)
-    return F.l1_loss(out, target, reduction="none").flatten(1).mean(1)
+def mse_per_sample(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The training loss, per image: (B, 3, H, W) x 2 -> (B,) mean squared error."""
+    return F.mse_loss(out, target, reduction="none").flatten(1).mean(1)
 
 
 def cosine_schedule(step: int, total: int, min_ratio: float, warmup: int = 0) -> float:

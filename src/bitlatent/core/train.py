@@ -7,13 +7,14 @@ rows of the current batch (pretraining) or chunk (fitting) are read and turned i
 Pretraining goes in **epochs over the subset**: every step takes the next batch of a per-epoch
 permutation, so each latent is updated once per epoch (the number of updates per latent, not of
 optimiser steps, is what limits joint training). Latents use their own Adam (per-row state, see
-``LatentTable``) with a much higher learning rate than the decoder. Bits are annealed from a
-soft relaxation to hard ±1 (``hardness_at``); the straight-through estimator carries gradients.
+``LatentTable``) with a much higher learning rate than the decoder. Bits are annealed from the
+relaxation ``clamp(logit, -1, 1)`` to hard ±1 (``hardness_at``); the straight-through estimator
+carries gradients. Every latent starts from one random pattern (``LatentTable``).
 
 Fitting processes the images in chunks of ``fit_batch_size``; each chunk gets ``fit_steps``
-full-chunk steps: straight-through hard bits (annealing from soft is available), a high
-cosine-decayed learning rate, and per-image "keep best" over the hard-bit steps, so the result
-settles and never drifts down.
+full-chunk steps: straight-through hard bits, a high cosine-decayed learning rate, and per-image
+"keep best" over the steps, so the result settles and never drifts down. The loss is the
+per-pixel MSE throughout.
 
 Randomness comes from ``seed`` only, through generators derived from (seed, epoch) and
 (seed, chunk), so runs are deterministic on CPU and a resumed run repeats exactly what an
@@ -52,7 +53,7 @@ from .decoder import BinaryLatentDecoder, DecoderConfig
 from .latents import LatentTable
 from .metrics import psnr_from_mse
 from .runtime import (Runtime, check_images, cosine_schedule, decoder_optimizer, epoch_permutation, init_decoder,
-                      load_batch, loss_per_sample, new_curves, row_indices)  # fmt: skip
+                      load_batch, mse_per_sample, new_curves, row_indices)  # fmt: skip
 
 __all__ = [
     "TrainConfig",
@@ -69,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 PRETRAIN_CHECKPOINT = "pretrain.safetensors"
 FIT_CHECKPOINT = "fit.safetensors"
+GIVEN_BITS_LOGIT = 0.5
+"""|Initial logit| of bits given to ``fit_latents`` (``init_packed``): half the logit clip, so the
+first steps can still flip the bits the image disagrees with."""
 
 
 @dataclass
@@ -91,7 +95,7 @@ class FitResult:
     """float64 (N,): MSE of each image decoded from its fitted bits (float32 decoder)."""
     spec: LatentSpec
     curves: dict[str, list[float]]
-    """Per step: step, loss and psnr (of the chunk), hardness, wall_time; plus chunk."""
+    """Per step: step, loss and psnr (of the chunk), hardness (always 1), wall_time; plus chunk."""
     indices: np.ndarray
 
     @property
@@ -133,8 +137,8 @@ def pretrain(
     capacity_report(spec, n, decoder)
 
     table = LatentTable(
-        n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=rt.device,
-        betas=cfg.latent_betas, clip=cfg.logit_clip or None, shared_init=cfg.latent_init == "shared",
+        n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=rt.device, betas=cfg.latent_betas,
+        clip=cfg.logit_clip or None,
     )  # fmt: skip
     opt = decoder_optimizer(decoder, cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -174,16 +178,15 @@ def pretrain(
         x = load_batch(images, indices[rows.numpy()], rt.device)  # (B, 3, H, W)
         rows = rows.to(rt.device)
 
-        hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
+        hardness = hardness_at(step / max(total, 1), cfg.hard_from)
         lr_factor = cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
         for group in opt.param_groups:
             group["lr"] = cfg.decoder_lr * lr_factor
         logits = table.gather(rows)  # (B, C, h, w), leaf
-        z = binarize(logits, hardness, cfg.relaxation, cfg.temperature)  # (B, C, h, w)
+        z = binarize(logits, hardness)  # (B, C, h, w)
         out = rt.decode(decoder, z)  # (B, 3, H, W)
-        per_sample = loss_per_sample(out, x, cfg.loss)  # (B,)
-        mse = per_sample if cfg.loss == "mse" else loss_per_sample(out.detach(), x, "mse")
-        loss = per_sample.mean()
+        mse = mse_per_sample(out, x)  # (B,)
+        loss = mse.mean()
 
         opt.zero_grad(set_to_none=True)
         if rt.scaler is not None:
@@ -239,8 +242,8 @@ def fit_latents(
 
     Chunks of ``fit_batch_size`` images are fitted one after another (memory bounded by a chunk),
     each for ``fit_steps`` full-chunk steps. ``init_packed`` (N, bytes), row i for ``indices[i]``:
-    start from these bits (logits ``±fit_init_magnitude``) instead of undecided ones, to refine a
-    latent retrieved or predicted from text. ``callback(global_step, record)`` runs after each step.
+    start from these bits (logits ``±GIVEN_BITS_LOGIT``) instead of pretraining's pattern, to refine
+    a latent retrieved or predicted from text. ``callback(global_step, record)`` runs after each step.
     """
     cfg = config or TrainConfig()
     rt = Runtime(cfg)
@@ -292,15 +295,12 @@ def fit_latents(
         for c in range(start_chunk, n_chunks):
             lo, hi = c * chunk, min((c + 1) * chunk, n)
             x = load_batch(images, indices[lo:hi], rt.device)  # (B, 3, H, W), the whole chunk
-            shared = cfg.latent_init == "shared"  # then: pretraining's initial pattern, scaled down
             table = LatentTable(
-                hi - lo, spec, init_std=cfg.fit_init_std,
-                seed=cfg.seed + 1 if shared else cfg.seed * 1_000_003 + 7919 * (c + 1),
+                hi - lo, spec, init_std=cfg.fit_init_std, seed=cfg.seed + 1,  # pretraining's pattern, scaled down
                 device=rt.device, betas=cfg.fit_betas, clip=cfg.logit_clip or None, track_best=True,
-                shared_init=shared,
             )  # fmt: skip
             if init_packed is not None:
-                table.logits.copy_(bits_to_signs(unpack_bits(init_packed[lo:hi], spec)) * cfg.fit_init_magnitude)
+                table.logits.copy_(bits_to_signs(unpack_bits(init_packed[lo:hi], spec)) * GIVEN_BITS_LOGIT)
             first = 0
             if c == start_chunk and table_state is not None:
                 table.load_state_dict(table_state)
@@ -320,7 +320,7 @@ def fit_latents(
 
             given = init_packed is not None and first == 0
             mse_out[lo:hi] = _fit_chunk(decoder, rt, cfg, x, table, first, check_start=given, on_step=on_step)
-            packed[lo:hi] = table.packed(best=cfg.fit_keep_best)
+            packed[lo:hi] = table.packed()  # the best bits seen
             if path is not None:
                 save(c + 1, 0, None, wall_before + time.perf_counter() - t0)
     finally:
@@ -351,30 +351,27 @@ def _fit_chunk(
 
     def hard_loss() -> torch.Tensor:  # (B,) loss of the current logits' hard bits
         with torch.no_grad():
-            return loss_per_sample(rt.decode(decoder, bits_to_signs(table.logits >= 0)), x, cfg.loss)
+            return mse_per_sample(rt.decode(decoder, bits_to_signs(table.logits >= 0)), x)
 
-    if check_start and cfg.fit_keep_best:  # given initial bits are a candidate too
+    if check_start:  # given initial bits are a candidate too
         table.update_best(rows, hard_loss(), table.logits)
     for s in range(first, cfg.fit_steps):
-        hardness = hardness_at(s / cfg.fit_steps, cfg.fit_soft_until, cfg.fit_hard_from)
         logits = table.gather(rows)  # (B, C, h, w), leaf
-        out = rt.decode(decoder, binarize(logits, hardness, cfg.relaxation, cfg.temperature))  # (B, 3, H, W)
-        per_sample = loss_per_sample(out, x, cfg.loss)  # (B,)
-        (per_sample.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
-        if hardness >= 1.0 and cfg.fit_keep_best:  # the loss of exactly these hard bits
-            table.update_best(rows, per_sample, logits)
+        out = rt.decode(decoder, binarize(logits))  # (B, 3, H, W), hard bits
+        mse = mse_per_sample(out, x)  # (B,)
+        (mse.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
+        table.update_best(rows, mse, logits)  # the loss of exactly these hard bits
         grad = logits.grad / loss_scale
         if bool(torch.isfinite(grad).all()):
             table.step(rows, grad, cfg.fit_lr * cosine_schedule(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
-        mse = per_sample if cfg.loss == "mse" else loss_per_sample(out.detach(), x, "mse")
-        on_step(s, {"loss": per_sample.mean().item(), "psnr": psnr_from_mse(mse.mean().item()), "hardness": hardness})
+        loss = mse.mean().item()
+        on_step(s, {"loss": loss, "psnr": psnr_from_mse(loss), "hardness": 1.0})
 
-    if cfg.fit_keep_best:  # the bits after the last update are a candidate too
-        table.update_best(rows, hard_loss(), table.logits)
+    table.update_best(rows, hard_loss(), table.logits)  # the bits after the last update are a candidate too
     with torch.no_grad():
-        signs = table.signs(best=cfg.fit_keep_best)  # (B, C, h, w)
+        signs = table.signs()  # (B, C, h, w), the best bits
         final = decoder(signs.contiguous(memory_format=rt.memory_format)).float()  # float32, no autocast
-        return loss_per_sample(final, x, "mse").double().cpu().numpy()
+        return mse_per_sample(final, x).double().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- decoding

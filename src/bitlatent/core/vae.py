@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .binary import binarize, hard_signs, hardness_at
 from .config import TrainConfig
-from .decoder import _ACTIVATIONS, BinaryLatentDecoder, DecoderConfig, ResBlock
+from .decoder import OUT_CHANNELS, BinaryLatentDecoder, DecoderConfig, ResBlock
 from .metrics import psnr_from_mse
 from .runtime import Runtime, cosine_schedule, epoch_permutation, new_curves
 
@@ -47,15 +47,12 @@ class EncoderConfig:
     """Residual blocks per stage (like the decoder)."""
     kernel_size: int | None = None
     """Odd kernel size of the spatial convolutions."""
-    activation: str | None = None
-    """"silu", "gelu" or "relu"."""
 
     def resolve(self, dec: DecoderConfig) -> "EncoderConfig":
         return EncoderConfig(
             widths=tuple(self.widths or dec.widths),
             blocks_per_stage=tuple(self.blocks_per_stage or dec.blocks_per_stage),
             kernel_size=self.kernel_size or dec.kernel_size,
-            activation=self.activation or dec.activation,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,16 +68,16 @@ class BinaryEncoder(nn.Module):
         if len(enc.widths) != dec.num_stages or len(enc.blocks_per_stage) != dec.num_stages:
             raise ValueError(f"encoder widths/blocks need {dec.num_stages} entries")
         self.config = enc
-        act, k = _ACTIVATIONS[enc.activation], enc.kernel_size
-        self.stem = nn.Conv2d(dec.out_channels, enc.widths[-1], k, padding=k // 2)
+        k = enc.kernel_size
+        self.stem = nn.Conv2d(OUT_CHANNELS, enc.widths[-1], k, padding=k // 2)
         stages = []
         for s in reversed(range(dec.num_stages)):  # image resolution first
-            layers: list[nn.Module] = [ResBlock(enc.widths[s], k, act) for _ in range(enc.blocks_per_stage[s])]
+            layers: list[nn.Module] = [ResBlock(enc.widths[s], k) for _ in range(enc.blocks_per_stage[s])]
             if s > 0:  # x1/2: (B, widths[s], r, r) -> (B, widths[s-1], r/2, r/2)
-                layers += [act(), nn.Conv2d(enc.widths[s], enc.widths[s - 1], k, stride=2, padding=k // 2)]
+                layers += [nn.SiLU(), nn.Conv2d(enc.widths[s], enc.widths[s - 1], k, stride=2, padding=k // 2)]
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Sequential(act(), nn.Conv2d(enc.widths[0], dec.bits_per_cell, 1))
+        self.head = nn.Sequential(nn.SiLU(), nn.Conv2d(enc.widths[0], dec.bits_per_cell, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.stem(x * 2 - 1)  # (B, widths[-1], H, W)
@@ -105,9 +102,8 @@ class BinaryVAE(nn.Module):
         """(B, 3, H, W) -> hard signs (B, C, h, w) in {-1, +1}: the latent of a new image."""
         return hard_signs(self.encoder(x))
 
-    def forward(self, x: torch.Tensor, hardness: float = 1.0, relaxation: str = "hardtanh",
-                temperature: float = 1.0) -> torch.Tensor:
-        z = binarize(self.encoder(x), hardness, relaxation, temperature)  # (B, C, h, w)
+    def forward(self, x: torch.Tensor, hardness: float = 1.0) -> torch.Tensor:
+        z = binarize(self.encoder(x), hardness)  # (B, C, h, w)
         return self.decoder(z)  # (B, 3, H, W)
 
     def num_parameters(self) -> dict[str, int]:
@@ -137,7 +133,7 @@ def train_vae(
 ) -> VAEResult:
     """Train encoder + decoder on uint8 (N, H, W, 3) ``images`` with pretrain's schedule (epochs
     of ``batch_size``, Adam at ``decoder_lr`` for both nets, warm-up + cosine, gradient clipping,
-    soft -> hard annealing with ``soft_until``/``hard_from``), on pretrain's device with its
+    soft -> hard annealing until ``hard_from``), on pretrain's device with its
     mixed precision (``Runtime``: CUDA when available, float32 on CPU). Time spent in ``callback``
     is excluded from ``wall_time``; on CUDA each step is synchronised by reading its loss."""
     cfg = config or TrainConfig()
@@ -156,15 +152,14 @@ def train_vae(
         for it in range(steps_per_epoch):
             t0 = time.perf_counter()
             x = _to_unit(images, perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]).to(rt.device)  # (B, 3, H, W)
-            hardness = hardness_at(step / max(total, 1), cfg.soft_until, cfg.hard_from)
+            hardness = hardness_at(step / max(total, 1), cfg.hard_from)
             lr = cfg.decoder_lr * cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
             with rt.autocast():
-                out = model(x.contiguous(memory_format=rt.memory_format), hardness, cfg.relaxation, cfg.temperature)
+                out = model(x.contiguous(memory_format=rt.memory_format), hardness)
             out = out.float()  # (B, 3, H, W)
-            mse = F.mse_loss(out, x)
-            loss = mse if cfg.loss == "mse" else F.l1_loss(out, x)
+            loss = mse = F.mse_loss(out, x)
             opt.zero_grad(set_to_none=True)
             if rt.scaler is not None:
                 rt.scaler.scale(loss).backward()

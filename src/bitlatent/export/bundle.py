@@ -206,7 +206,7 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
     shutil.copyfile(text.tokenizer_json, out / TOKENIZER_FILE)
     special = _special_ids(out / TOKENIZER_FILE)
     max_length = int(head.config.max_length)
-    export_decoder(decoder, out / DECODER_FILE, config.opset, conv_transpose=config.decoder_conv_transpose)
+    export_decoder(decoder, out / DECODER_FILE, config.opset)
     timings["export_decoder_s"] = time.perf_counter() - start
     start = time.perf_counter()
     export_text_model(text.encoder, head, out / TEXT_FILE, config.opset, special["pad_id"], special["cls_id"], special["sep_id"])

@@ -14,13 +14,10 @@ class ExportConfig(ConfigGroup):
     """How the bundle is exported and how strictly it must match torch."""
 
     GROUP = "export"
+    RETIRED = {"decoder_conv_transpose": True}
 
     opset: int = 18
     """ONNX opset of both graphs."""
-    decoder_conv_transpose: bool = True
-    """Export the decoder's "pixelshuffle" upsampling (1x1 conv + depth-to-space) as the equivalent
-    2x2 stride-2 ConvTranspose, which ONNX Runtime's CPU provider runs faster (same arithmetic;
-    the parity check compares with the original module). False: Conv + DepthToSpace, as in torch."""
     fp16: bool = True
     """Also write ``decoder.fp16.onnx`` and ``text_to_latent.fp16.onnx`` (float16 weights and
     compute, float32/uint8/int64 inputs and outputs) for GPUs."""
@@ -31,8 +28,7 @@ class ExportConfig(ConfigGroup):
     """Library latents (random bits without a library) that set the int8 activation ranges."""
     int8_min_psnr: float = 35.0
     """Smallest allowed PSNR (dB) of the int8 decoder's images against torch, on latents it was not
-    calibrated on; under it the bundle goes without the int8 decoder, with a warning (the default
-    trained decoder reaches ~36-38 dB, by CPU)."""
+    calibrated on; under it the bundle goes without the int8 decoder, with a warning."""
     parity_batch: int = 8
     """Random latents (decoder) and random prompts (text model) per parity check; the decoder is
     also checked at batch 1, the text model at two batch sizes and sequence lengths."""

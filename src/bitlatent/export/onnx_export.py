@@ -18,15 +18,15 @@ ensemble does exactly that). Both graphs are one file each (weights inside; exte
 only past ONNX's 2 GB protobuf limit). fp16 variants keep the same inputs and outputs.
 
 The decoder graph is the decoder's own arithmetic in a form ONNX Runtime runs faster
-(``decoder_for_onnx``): a "pixelshuffle" upsampling (1x1 conv to 4x channels + depth-to-space)
+(``decoder_for_onnx``): each "pixelshuffle" upsampling (1x1 conv to 4x channels + depth-to-space)
 is exported as the equivalent 2x2 stride-2 ConvTranspose (+ a per-sub-pixel bias when the four
 sub-pixels' biases differ). ORT's CPU optimiser lays convolutions out in blocked NCHWc form and
 has no blocked DepthToSpace, so the original form costs a reorder out of the blocked layout (of
 the 4x-channel conv output), the depth-to-space copy and a reorder back at each upsampling; the
 transposed convolution writes the upsampled image directly, saving the copy, and its input, half
-as big, is what leaves the blocked layout (typically ~7% faster at batch 1 and 64 on the
-benchmark machine, see ``benchmarks/README.md``). The parity check compares the exported graph with the original
-module, so the rewrite is checked on every export.
+as big, is what leaves the blocked layout (faster at batch 1 and 64, ``benchmarks/README.md``).
+The parity check compares the exported graph with the original module, so the rewrite is checked
+on every export.
 """
 
 from __future__ import annotations
@@ -139,14 +139,12 @@ class PixelShuffleAsConvTranspose(nn.Module):
         return F.conv_transpose2d(x, self.weight, stride=2) + self.bias.repeat(1, 1, h, w)
 
 
-def decoder_for_onnx(decoder: nn.Module, conv_transpose: bool = True) -> nn.Module:
-    """The decoder as it is exported: a copy with each "pixelshuffle" ``Upsample`` replaced by a
-    ``PixelShuffleAsConvTranspose`` (``conv_transpose=False`` or no such layer: the decoder itself)."""
-    if not conv_transpose:
-        return decoder
+def decoder_for_onnx(decoder: nn.Module) -> nn.Module:
+    """The decoder as it is exported: a copy with each ``Upsample`` replaced by a
+    ``PixelShuffleAsConvTranspose`` (no such layer: the decoder itself)."""
     from bitlatent.core.decoder import Upsample
 
-    targets = [name for name, m in decoder.named_modules() if isinstance(m, Upsample) and m.mode == "pixelshuffle"]
+    targets = [name for name, m in decoder.named_modules() if isinstance(m, Upsample)]
     if not targets:
         return decoder
     view = copy.deepcopy(decoder).eval()
@@ -239,16 +237,16 @@ def _run_exporter(module: nn.Module, args: tuple, path: Path, input_names: list[
         )  # fmt: skip
 
 
-def export_decoder(decoder: nn.Module, path: str | Path, opset: int = 18, conv_transpose: bool = True) -> Path:
-    """Write ``decoder.onnx``: bits (dynamic batch) -> image, image_float. ``conv_transpose``: export
-    "pixelshuffle" upsampling as ConvTranspose (``decoder_for_onnx``) rather than Conv + DepthToSpace."""
+def export_decoder(decoder: nn.Module, path: str | Path, opset: int = 18) -> Path:
+    """Write ``decoder.onnx``: bits (dynamic batch) -> image, image_float, with the upsampling as
+    ConvTranspose (``decoder_for_onnx``)."""
     path = Path(path)
     spec = decoder.latent_spec
-    wrapper = DecoderForExport(decoder_for_onnx(decoder, conv_transpose)).eval()
+    wrapper = DecoderForExport(decoder_for_onnx(decoder)).eval()
     example = torch.randint(0, 2, (2, *spec.shape), dtype=torch.uint8)  # batch 2: no 0/1 specialisation
     batch = torch.export.Dim("batch", min=1, max=65536)
     _export(wrapper, (example,), path, DECODER_INPUTS, DECODER_OUTPUTS, {"bits": {0: batch}}, opset)
-    if conv_transpose and _weight_bytes(decoder) <= _PROTOBUF_LIMIT:
+    if _weight_bytes(decoder) <= _PROTOBUF_LIMIT:
         _untile_bias_constants(path)
     return path
 

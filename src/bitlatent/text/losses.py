@@ -1,5 +1,5 @@
-"""The contrastive loss of the alignment (``train.py`` documents how the terms combine and what
-was measured): symmetric multi-positive InfoNCE between text and image K-bit codes."""
+"""The contrastive loss of the alignment (``train.py`` documents how the terms combine): symmetric
+multi-positive InfoNCE between text and image K-bit codes."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ __all__ = ["code_losses"]
 
 def code_losses(
     text_logits: torch.Tensor, image_logits: torch.Tensor, image_ids: torch.Tensor, temperature: float,
-    straight_through: bool = False,
 ) -> torch.Tensor:
-    """(B, K) text / image code logits, (B,) image id of each row -> symmetric InfoNCE (a scalar).
+    """(B, K) text / image code logits, (B,) image id of each row -> symmetric InfoNCE (a scalar)
+    over straight-through codes: forward, the hard ±1 codes; backward, the gradient of tanh.
 
     Row i's positives are all rows showing the same image (at least itself)."""
     t, v = torch.tanh(text_logits), torch.tanh(image_logits)  # (B, K) relaxed codes
-    if straight_through:
-        t = t + (torch.where(t >= 0, 1.0, -1.0) - t).detach()  # forward: hard ±1; backward: d tanh
-        v = v + (torch.where(v >= 0, 1.0, -1.0) - v).detach()
-    logits = (t @ v.T) / (t.shape[1] * temperature)  # (B, B): (1 - 2 Hamming / K) / T for hard codes
+    t = t + (torch.where(t >= 0, 1.0, -1.0) - t).detach()  # forward: hard ±1; backward: d tanh
+    v = v + (torch.where(v >= 0, 1.0, -1.0) - v).detach()
+    logits = (t @ v.T) / (t.shape[1] * temperature)  # (B, B): (1 - 2 Hamming / K) / T
     positive = image_ids[:, None] == image_ids[None, :]  # (B, B)
 
     def nce(lg: torch.Tensor) -> torch.Tensor:

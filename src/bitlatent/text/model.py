@@ -5,7 +5,7 @@
       -> text_layers blocks: tokens += SelfAttention, MLP         (B, L, d)
       queries (hq*wq, d), learned, one per patch x patch block of latent cells (hq = h / patch)
       -> N blocks:  cells += CrossAttention(cells -> tokens)      (B, hq*wq, d)
-                    cells += SelfAttention(cells)   (optional: cells agree with each other)
+                    cells += SelfAttention(cells)   (cells agree with each other)
                     cells += MLP(cells)
       -> LayerNorm + Linear(d, C*patch*patch) per query
          -> rearranged onto the grid, + a per-bit bias            bit logits (B, C, h, w)
@@ -73,6 +73,8 @@ MAKE_COMMAND = "kedro run --pipeline alignment"
 class TextToLatentConfig(ConfigGroup):
     """Architecture of the text-to-latent model; the latent fields must match the decoder's spec."""
 
+    RETIRED = {"cell_self_attention": True, "prior_attention_dropout": 0.0}
+
     latent_h: int = 16
     """Latent grid height in cells (``LatentSpec.h``)."""
     latent_w: int = 16
@@ -94,11 +96,9 @@ class TextToLatentConfig(ConfigGroup):
     """Trainable self-attention blocks over the (frozen) encoder's tokens before the cells read them:
     they let words of one clause meet (e.g. "red" and "top left"); 0 disables."""
     layers: int = 2
-    """Blocks of (cross-attention, optional self-attention, MLP) over the cell queries."""
+    """Blocks of (cross-attention, self-attention among the cells, MLP) over the cell queries."""
     mlp_ratio: int = 4
     """Hidden width of each block's MLP, as a multiple of ``width``."""
-    cell_self_attention: bool = True
-    """Let the cells attend to each other in every block (global coherence of the prediction)."""
     dropout: float = 0.0
     """Dropout on attention weights and MLP outputs while training."""
     prior_layers: int = 0
@@ -108,9 +108,6 @@ class TextToLatentConfig(ConfigGroup):
     """Hidden width of the cell prior's MLPs, as a multiple of ``width``; 0: ``mlp_ratio``."""
     prior_dropout: float = 0.1
     """Dropout on the cell prior's MLP outputs while training (it overfits small latent sets quickly)."""
-    prior_attention_dropout: float = 0.0
-    """Dropout on the cell prior's attention weights while training (``CellPriorConfig.attention_dropout``:
-    0 keeps the fused attention kernel, nearly 3x faster on a CPU at 256 cells)."""
     prior_caption_dropout: float = 0.0
     """Fraction of captions the cell prior trains without (``CellPriorConfig.caption_dropout``):
     needed for classifier-free guidance when sampling."""
@@ -166,8 +163,7 @@ class TextToLatentConfig(ConfigGroup):
         return CellPriorConfig(latent_h=self.latent_h, latent_w=self.latent_w, bits_per_cell=self.bits_per_cell,
                                text_dim=self.text_dim, width=self.width, heads=self.heads,
                                layers=max(self.prior_layers, 1), mlp_ratio=self.prior_mlp_ratio or self.mlp_ratio,
-                               dropout=self.prior_dropout, attention_dropout=self.prior_attention_dropout,
-                               caption_dropout=self.prior_caption_dropout)  # fmt: skip
+                               dropout=self.prior_dropout, caption_dropout=self.prior_caption_dropout)  # fmt: skip
 
     @classmethod
     def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":
@@ -182,8 +178,8 @@ def image_code_network(cfg: TextToLatentConfig) -> nn.Sequential:
     """Latent signs (B, C, h, w) in {-1, +1} -> image code logits (B, K). A 3x3 convolution reads
     each cell with its neighbours, 3x3 convolutions of stride 2 halve the grid until neither side
     exceeds 2, and an MLP maps what is left to the code. The convolutions share their weights across
-    the grid, so an object's cells give the same features wherever it lies; an MLP over the
-    flattened bits had to learn every place apart (Recall@10 17.5% -> 51.1% on the default run)."""
+    the grid, so an object's cells give the same features wherever it lies (an MLP over the
+    flattened bits has to learn every place apart)."""
     d = cfg.width
     layers: list[nn.Module] = [nn.Conv2d(cfg.bits_per_cell, d // 2, 3, padding=1), nn.GELU()]
     h, w, channels = cfg.latent_h, cfg.latent_w, d // 2
@@ -220,16 +216,15 @@ class Block(nn.Module):
         d = cfg.width
         self.norm_cross = nn.LayerNorm(d)
         self.cross = Attention(d, cfg.heads, cfg.dropout)
-        self.norm_self = nn.LayerNorm(d) if cfg.cell_self_attention else None
-        self.self_attn = Attention(d, cfg.heads, cfg.dropout) if cfg.cell_self_attention else None
+        self.norm_self = nn.LayerNorm(d)
+        self.self_attn = Attention(d, cfg.heads, cfg.dropout)
         self.norm_mlp = nn.LayerNorm(d)
         self.mlp = mlp(d, cfg.mlp_ratio, cfg.dropout)
 
     def forward(self, cells: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         cells = cells + self.cross(self.norm_cross(cells), tokens, mask)  # (B, h*w, d)
-        if self.self_attn is not None:
-            c = self.norm_self(cells)
-            cells = cells + self.self_attn(c, c)
+        c = self.norm_self(cells)
+        cells = cells + self.self_attn(c, c)  # (B, h*w, d)
         return cells + self.mlp(self.norm_mlp(cells))
 
 
@@ -336,8 +331,8 @@ def save_text_to_latent(model: TextToLatent, directory: str | Path, extra: dict[
 
 
 def load_text_to_latent(directory: str | Path, device: str | torch.device = "cpu") -> TextToLatent:
-    """Inverse of ``save_text_to_latent`` (strict), in eval mode. A missing directory or file is a
-    ``FileNotFoundError`` that names the command that makes it."""
+    """Inverse of ``save_text_to_latent`` (strict), in eval mode. A missing directory or file, or a
+    model this code no longer builds, is an error that names the command that makes it."""
     directory = Path(directory)
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (directory / name).is_file():
@@ -350,7 +345,7 @@ def load_text_to_latent(directory: str | Path, device: str | torch.device = "cpu
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{directory} holds a text-to-latent model of format version {meta.get('version')}, "
                          f"this bitlatent reads version {FORMAT_VERSION}: retrain it with `{MAKE_COMMAND}`")
-    model = TextToLatent(TextToLatentConfig.from_dict(meta["config"]))
+    model = TextToLatent(TextToLatentConfig.from_saved(meta["config"], directory, MAKE_COMMAND))
     state, _ = load_tensors(directory / WEIGHTS_FILE)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

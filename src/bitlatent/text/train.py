@@ -8,24 +8,17 @@ token states, and the fitted latent bits of the images they describe, and minimi
 
 A model with a cell prior (``prior_layers`` > 0) adds ``prior_weight * CE(prior, the latent's
 cells)``, teacher-forced; the prior reads the token states on its own, so the terms share no
-weights. Tried and dropped for generation: H whole latents per caption trained winner-takes-all
-(multiple-choice learning); on the default run 8 hypotheses split the backgrounds (light / dark)
-and drew no objects (attribute accuracy 0.4% / 0%).
+weights.
 
-The contrastive term scores caption i against image j by ``<t_i, v_j> / K``, which for ±1 codes
-is exactly ``1 - 2 * Hamming / K``: with straight-through codes (the default) the forward pass
-uses the hard signs (so training sees the Hamming distances retrieval will use) and the backward
-pass the gradient of ``tanh``. Captions of the same image in one batch are all positives of each
-other (multi-positive InfoNCE), never negatives.
+The contrastive term (``losses.code_losses``) scores caption i against image j by
+``<t_i, v_j> / K`` over straight-through codes: the forward pass uses the hard signs, for which
+this is exactly ``1 - 2 * Hamming / K`` (so training sees the Hamming distances retrieval will
+use), the backward pass the gradient of ``tanh``. Captions of the same image in one batch are all
+positives of each other (multi-positive InfoNCE), never negatives. The contrastive gradient
+reaches the shared cell features and competes with the BCE, hence its small weight.
 
-The contrastive gradient reaches the shared cell features and competes with the BCE. On the
-synthetic task of tests/text/synthetic_task.py (2,400 training captions, 380 steps, width 128),
-weight 0.1 with straight-through codes kept nearly all the bit accuracy of a BCE-only model
-(0.964 vs 0.970 on held-out captions) and gave the best codes (Recall@1 0.61 among 282 images);
-weight 0.5 with relaxed codes cost much more bit accuracy (0.922). Tried and dropped: a
-quantisation term ``1 - |tanh|`` on relaxed codes (it saturated tanh early and collapsed the codes
-to constants), a text code computed from the predicted bits or by the image code head itself,
-and stopping the code's gradient at the cell features (all worse codes, Recall@1 0.23-0.42).
+A fresh model's per-bit bias starts at the training latents' per-bit log-odds, so the first
+predictions are the latents' bit frequencies.
 
 Adam with a linear warm-up and a cosine decay; gradient clipping. Randomness comes from
 ``seed`` only (model init; per-epoch permutations from generators derived from (seed, epoch);
@@ -80,6 +73,8 @@ CHECKPOINT_FILE = "text_to_latent_train.safetensors"
 class TextTrainConfig(ConfigGroup):
     """Everything that steers ``train_text_to_latent``."""
 
+    RETIRED = {"straight_through_codes": True, "init_bit_bias": True}
+
     # --- runtime
     seed: int = 0
     """Seed of the model init, the per-epoch permutations and dropout."""
@@ -118,14 +113,9 @@ class TextTrainConfig(ConfigGroup):
     contrastive_weight: float = 0.1
     """Weight of the symmetric InfoNCE between text and image codes."""
     contrastive_temperature: float = 0.1
-    """Temperature of InfoNCE on the code similarity ``<tanh t, tanh v> / K`` in [-1, 1]."""
+    """Temperature of InfoNCE on the code similarity ``<t, v> / K`` in [-1, 1] (``t``, ``v``: the ±1 codes)."""
     prior_weight: float = 1.0
     """Weight of the cell prior's cross-entropy (models with ``prior_layers`` > 0)."""
-    straight_through_codes: bool = True
-    """Compare hard ±1 codes in the contrastive term (forward: the signs, i.e. exactly the Hamming
-    similarity; backward: the gradient of tanh). False: compare the relaxed codes tanh(logits)."""
-    init_bit_bias: bool = True
-    """Start a fresh model's per-bit bias at the training latents' per-bit log-odds."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -273,7 +263,7 @@ def train_text_to_latent(
         raise ValueError(f"model predicts ({mc.bits_per_cell}, {mc.latent_h}, {mc.latent_w}) latents, data has {(C, h, w)}")
     if train.features.dim != mc.text_dim:
         raise ValueError(f"features have width {train.features.dim}, the model reads {mc.text_dim}")
-    if fresh and cfg.init_bit_bias and n:
+    if fresh and n:  # the per-bit bias starts at the latents' per-bit log-odds
         p = train.latent_bits[train.image_index].mean(0, dtype=np.float64).clip(1e-3, 1 - 1e-3)  # (C, h, w)
         with torch.no_grad():
             model.bit_bias.copy_(torch.from_numpy(np.log(p / (1 - p))).float())
@@ -330,10 +320,8 @@ def train_text_to_latent(
             bit_logits, text_code = model(states, mask)  # (B, C, h, w), (B, K)
             bce = F.binary_cross_entropy_with_logits(bit_logits, target.float())
             image_code = model.image_code_logits(target)  # (B, K)
-            contrastive = code_losses(
-                text_code, image_code, torch.from_numpy(image_rows).to(device), cfg.contrastive_temperature,
-                cfg.straight_through_codes,
-            )
+            contrastive = code_losses(text_code, image_code, torch.from_numpy(image_rows).to(device),
+                                      cfg.contrastive_temperature)  # fmt: skip
             loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive
             prior_ce = model.prior.loss(states, mask, target) if model.prior is not None else loss.new_zeros(())
             loss = loss + cfg.prior_weight * prior_ce

@@ -30,8 +30,8 @@ class EvaluationConfig(ConfigGroup):
     ``prior_guidance``; 1: none)."""
     generate_temperature: float = 1.0
     """Temperature of the generate mode (seed 0). 1: draws from the cell prior as trained (greedy
-    draws, 0, collapse to the most likely cell, the background: 0.2% attribute accuracy against
-    10% at 1 on the default run); models without a prior sample their per-bit predictions."""
+    draws, 0, collapse to the most likely cell, the background); models without a prior sample
+    their per-bit predictions."""
     refine_strength: float = 0.5
     """Refine mode: fraction of the retrieved latent moved toward the text model's prediction (with a
     cell prior: the cells drawn again, at ``generate_temperature``; without: the bits flipped)."""
