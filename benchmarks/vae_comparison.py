@@ -173,7 +173,7 @@ def cuda_peak_bytes(step) -> int:
 
 def step_costs(dec_cfg, enc_cfg, images: np.ndarray, repeats: int, batch: int = 32, device: str = "cpu") -> dict:
     from bitlatent.core.decoder import BinaryLatentDecoder
-    from bitlatent.core.vae import BinaryVAE
+    from vae import BinaryVAE
 
     torch.manual_seed(0)
     a = DecoderOnlyStep(BinaryLatentDecoder(dec_cfg), images, batch, device)
@@ -232,7 +232,7 @@ def race(name: str, dec_cfg, enc_cfg, train: np.ndarray, test: np.ndarray, budge
          step_time: dict, eval_points: int, mid_fit_steps: int, fit_steps: int = 100, device: str = "cpu") -> dict:
     from bitlatent.core.decoder import BinaryLatentDecoder
     from bitlatent.core.train import TrainConfig, decode_packed, fit_latents
-    from bitlatent.core.vae import BinaryVAE, encode_images, train_vae
+    from vae import BinaryVAE, encode_images, train_vae
 
     steps_per_epoch = -(-len(train) // 32)
     base = dict(batch_size=32, progress=False, channels_last=False, warmup_steps=50, seed=0, device=device)
@@ -369,7 +369,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from bitlatent.core.decoder import DecoderConfig
-    from bitlatent.core.vae import BinaryVAE, EncoderConfig
+    from vae import BinaryVAE, EncoderConfig
 
     datasets = {"synthetic32": (lambda: synthetic_images(args.train + args.test),
                                 DecoderConfig(image_size=32, latent_h=8, latent_w=8, bits_per_cell=8))}

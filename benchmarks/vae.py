@@ -1,5 +1,7 @@
-"""The fair opponent: a binary autoencoder ("binary VAE") with the *same* latent grid, the same
-straight-through binarisation and the *same* ``BinaryLatentDecoder`` as the decoder-only model.
+"""The fair opponent of ``vae_comparison.py``: a binary autoencoder ("binary VAE") with the *same*
+latent grid, the same straight-through binarisation and the *same* ``BinaryLatentDecoder`` as the
+decoder-only model. Only the benchmark uses it, so it lives beside the benchmark, outside the
+package (a change here does not touch the code that pretraining checkpoints are keyed on).
 
     x (B, 3, H, W) in [0, 1]
       -> stem: k x k conv                                     (B, widths[-1], H, W)
@@ -27,11 +29,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .binary import binarize, hard_signs, hardness_at
-from .config import TrainConfig
-from .decoder import OUT_CHANNELS, BinaryLatentDecoder, DecoderConfig, ResBlock
-from .metrics import psnr_from_mse
-from .runtime import Runtime, cosine_schedule, epoch_permutation, new_curves
+from bitlatent.core.binary import binarize, hard_signs, hardness_at
+from bitlatent.core.decoder import OUT_CHANNELS, BinaryLatentDecoder, DecoderConfig, ResBlock
+from bitlatent.core.metrics import psnr_from_mse
+from bitlatent.core.runtime import Runtime, cosine_schedule, epoch_permutation, new_curves
+from bitlatent.core.train import TrainConfig
 
 __all__ = ["EncoderConfig", "BinaryEncoder", "BinaryVAE", "VAEResult", "train_vae", "encode_images"]
 

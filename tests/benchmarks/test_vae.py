@@ -1,9 +1,28 @@
+"""The binary VAE that benchmarks/vae_comparison.py races against the decoder-only model."""
+
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
-from bitlatent.core.decoder import BinaryLatentDecoder
+from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
 from bitlatent.core.train import TrainConfig
-from bitlatent.core.vae import BinaryVAE, encode_images, train_vae
+from tests.core.conftest import synthetic_images
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from vae import BinaryVAE, encode_images, train_vae  # noqa: E402
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    return synthetic_images(40, seed=0)
+
+
+@pytest.fixture
+def tiny_decoder_config() -> DecoderConfig:
+    return DecoderConfig(image_size=16, latent_h=4, latent_w=4, bits_per_cell=4, widths=(32, 16, 16), blocks_per_stage=(1, 1, 1))
 
 
 def test_shapes_and_bits(tiny_decoder_config):
