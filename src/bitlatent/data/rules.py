@@ -7,10 +7,11 @@ runs it chunk by chunk. Import the public names from ``bitlatent.data.validation
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass
 
 import numpy as np
+
+from bitlatent.config import ConfigGroup
 
 __all__ = ["IMAGE_OK", "IMAGE_STATUS_CODES", "REASON_CODES", "REQUIRED_COLUMNS", "ValidationLimits"]
 
@@ -84,8 +85,10 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
 
 
 @dataclass
-class ValidationLimits:
-    """Thresholds of the row checks. All bounds are inclusive."""
+class ValidationLimits(ConfigGroup):
+    """Thresholds of the row checks (``data.validation``). All bounds are inclusive."""
+
+    GROUP = "data.validation"
 
     #: Longest accepted caption, in characters (after stripping). Longer -> ``caption_too_long``.
     #: A caption of 0 characters is always rejected as ``empty_caption``.
@@ -98,6 +101,7 @@ class ValidationLimits:
     min_pixel_std: float = 0.01
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("caption_max_chars", "min_image_side", "max_image_side"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
@@ -119,16 +123,3 @@ class ValidationLimits:
             )
         if not (math.isfinite(self.min_pixel_std) and self.min_pixel_std >= 0.0):
             raise ValueError(f"min_pixel_std must be a finite number >= 0, got {self.min_pixel_std}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "ValidationLimits":
-        """Inverse of ``to_dict``; missing keys (or ``None``) take the defaults, unknown keys are an error."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown ValidationLimits keys: {sorted(unknown)}")
-        return cls(**{k: data[k] for k in known if k in data})
