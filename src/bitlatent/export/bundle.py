@@ -10,7 +10,6 @@ complete. The layout and the manifest are described in ``bitlatent.inference.bun
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ import torch
 
 import bitlatent
 from bitlatent.core.binary import LatentSpec
+from bitlatent.core.io import atomic_write_json
 from bitlatent.inference.bundle import (
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
@@ -287,7 +287,5 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "files": {name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size} for name in files},
     }
-    tmp = out / f".{MANIFEST_FILE}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / MANIFEST_FILE)
+    atomic_write_json(out / MANIFEST_FILE, manifest, sort_keys=False)
     return manifest
