@@ -67,25 +67,33 @@ def _parse_betas(ctx: click.Context, param: click.Parameter, value: str | None) 
 
 
 def _fit_options(command):
-    """``--steps``, ``--lr`` and ``--betas``: the fitting of latents with the frozen decoder (encode, evaluate)."""
+    """``--steps``, ``--lr``, ``--betas`` and ``--seed``: override the decoder's fitting recipe (encode, evaluate)."""
     options = [
-        click.option("--steps", type=click.IntRange(min=1), default=None, help="Fitting steps (default: TrainConfig's, 100)."),
+        click.option("--steps", type=click.IntRange(min=1), default=None,
+                     help="Fitting steps (default: the decoder's recipe, the run's latent_adaptation.train)."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Fitting learning rate (default: TrainConfig's, 1.0; conf/flickr8k fits photos with 0.3)."),
+                     help="Fitting learning rate (default: the decoder's recipe)."),
         click.option("--betas", default=None, callback=_parse_betas, metavar="B1,B2",
-                     help="Adam betas of the fitting (default: TrainConfig's, 0.5,0.9; conf/flickr8k: 0.9,0.99)."),
+                     help="Adam betas of the fitting (default: the decoder's recipe)."),
+        click.option("--seed", type=int, default=None,
+                     help="Seed of the starting pattern (default: the decoder's recipe, pretraining's seed)."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def _fit_config(steps: int | None, lr: float | None, betas: tuple[float, float] | None, seed: int = 0):
-    """A ``TrainConfig`` with the given fitting options, TrainConfig's defaults for the rest."""
-    from bitlatent.core.train import TrainConfig
+def _fit_config(decoder, steps: int | None, lr: float | None, betas: tuple[float, float] | None,
+                seed: int | None):
+    """The decoder's fitting recipe with the command-line overrides, said on stderr (each value
+    with its source); a note when the decoder has no recipe."""
+    from bitlatent.core.decoder import choose_fit
 
-    given = {"fit_steps": steps, "fit_lr": lr, "fit_betas": betas}
-    return TrainConfig(seed=seed, **{k: v for k, v in given.items() if v is not None})
+    chosen = choose_fit(decoder, given_by="command line", steps=steps, lr=lr, betas=betas, seed=seed)
+    if chosen.note:
+        click.echo(f"note: {chosen.note}", err=True)
+    click.echo(chosen.describe(), err=True)
+    return chosen
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,9 +107,8 @@ def main() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Latent file (.npz) to write.")
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True, help="Decoder folder.")
 @_fit_options
-@click.option("--seed", type=int, default=0, show_default=True)
 def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | None, lr: float | None,
-           betas: tuple[float, float] | None, seed: int) -> None:
+           betas: tuple[float, float] | None, seed: int | None) -> None:
     """Fit binary latents for image files or folders with the frozen decoder."""
     from bitlatent.core.train import fit_latents
     from bitlatent.data.config import DataConfig
@@ -127,7 +134,7 @@ def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | 
     if not images:
         raise click.ClickException(f"no image could be decoded ({len(failed)} file(s) skipped, "
                                    f"{len(left_out)} ignored)")
-    result = fit_latents(decoder, np.stack(images), _fit_config(steps, lr, betas, seed))
+    result = fit_latents(decoder, np.stack(images), _fit_config(decoder, steps, lr, betas, seed).train)
     try:
         save_latent_shard(Path(output), LatentShard(result.packed, np.asarray(names, dtype=str), spec))
     except OSError as error:
@@ -310,7 +317,7 @@ def _generate_torch(prompts, mode, samples, temperature, guidance, strength, see
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True)
 @click.option("--text-model", default=DEFAULT_TEXT_MODEL, show_default=True,
               help="Text-to-latent model; alignment metrics are skipped when it is absent.")
-def evaluate(data_format, path, output, max_pairs, steps, lr, betas, decoder_dir, text_model) -> None:
+def evaluate(data_format, path, output, max_pairs, steps, lr, betas, seed, decoder_dir, text_model) -> None:
     """Metrics of the trained models on an external held-out dataset (nothing is trained on it).
 
     Every rejected row is listed on stderr with its reasons, and kept in the output JSON
@@ -331,7 +338,8 @@ def evaluate(data_format, path, output, max_pairs, steps, lr, betas, decoder_dir
     else:
         click.echo(f"no text model in {text_model}: reconstruction metrics only", err=True)
     try:
-        metrics = evaluate_external(data_format, path, decoder, text, max_pairs=max_pairs, fit=_fit_config(steps, lr, betas))
+        metrics = evaluate_external(data_format, path, decoder, text, max_pairs=max_pairs,
+                                    fit=_fit_config(decoder, steps, lr, betas, seed))
     except NothingToEvaluate as error:
         _list_rejected(error.dataset)
         raise click.ClickException(str(error)) from error

@@ -14,14 +14,15 @@ stage s widens it by (k-1)/2^s cells. ``receptive_field_cells()``
 computes the width exactly from the layer list, ``influence_box()`` the pixels one cell can change.
 
 Weights are saved as safetensors plus a JSON config (``save_decoder`` / ``load_decoder``),
-never pickled.
+never pickled. The JSON also holds the decoder's ``FitRecipe``: how latents are fitted for it, so
+every consumer (``bitlatent encode`` / ``evaluate``, benchmarks) fits as the pipeline does.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch.nn as nn
 from bitlatent.config import ConfigGroup
 
 from .binary import LatentSpec
+from .config import TrainConfig
 from .io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 __all__ = [
@@ -38,6 +40,11 @@ __all__ = [
     "BinaryLatentDecoder",
     "save_decoder",
     "load_decoder",
+    "FitRecipe",
+    "ChosenFit",
+    "attach_fit_recipe",
+    "saved_fit_recipe",
+    "choose_fit",
     "WEIGHTS_FILE",
     "CONFIG_FILE",
     "MAKE_COMMAND",
@@ -46,7 +53,9 @@ __all__ = [
 WEIGHTS_FILE = "decoder.safetensors"
 CONFIG_FILE = "decoder.json"
 FORMAT = "bitlatent.decoder"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: ``fit_recipe`` added. Version 1 (no recipe) still loads, with TrainConfig's fitting settings."""
+READABLE_VERSIONS = (1, 2)
 MAKE_COMMAND = "kedro run --pipeline decoder_pretraining"
 """The command that trains a decoder (named when a decoder directory cannot be loaded)."""
 OUT_CHANNELS = 3
@@ -232,12 +241,110 @@ class BinaryLatentDecoder(nn.Module):
 # ----------------------------------------------------------------------------- save / load
 
 
+@dataclass
+class FitRecipe(ConfigGroup):
+    """How latents are fitted for a decoder (``train.fit_latents``): the ``latent_adaptation.train``
+    settings of the run that trained it, kept in ``decoder.json`` so that anything fitting new
+    images for this decoder fits them as the pipeline does. Defaults: ``TrainConfig``'s."""
+
+    GROUP = "fit_recipe"
+    TRAIN_FIELDS = {
+        "seed": "seed", "steps": "fit_steps", "chunk_size": "fit_batch_size", "lr": "fit_lr",
+        "min_lr_ratio": "fit_min_lr_ratio", "betas": "fit_betas", "init_std": "fit_init_std",
+        "logit_clip": "logit_clip", "cpu_bf16": "cpu_bf16", "amp": "amp",
+    }  # fmt: skip
+    """Each field's ``TrainConfig`` counterpart."""
+
+    seed: int = TrainConfig.seed
+    """Seed of the starting pattern: pretraining's, so fitted bits start from the pattern it used."""
+    steps: int = TrainConfig.fit_steps
+    """Full-chunk steps per chunk of images (``fit_steps``)."""
+    chunk_size: int = TrainConfig.fit_batch_size
+    """Images fitted together (``fit_batch_size``)."""
+    lr: float = TrainConfig.fit_lr
+    """Peak Adam learning rate of the logits (``fit_lr``)."""
+    min_lr_ratio: float = TrainConfig.fit_min_lr_ratio
+    """Cosine decay of ``lr`` to this fraction (``fit_min_lr_ratio``)."""
+    betas: tuple[float, float] = TrainConfig.fit_betas
+    """Adam betas of the logits (``fit_betas``)."""
+    init_std: float = TrainConfig.fit_init_std
+    """Std of the starting logits (``fit_init_std``)."""
+    logit_clip: float = TrainConfig.logit_clip
+    """Logits clamped to [-clip, clip] after each update."""
+    cpu_bf16: bool = TrainConfig.cpu_bf16
+    """bf16 autocast on CPU (where the CPU has AMX / AVX512-BF16; float32 elsewhere)."""
+    amp: bool = TrainConfig.amp
+    """Mixed precision on CUDA."""
+
+    @classmethod
+    def from_train(cls, train: TrainConfig) -> FitRecipe:
+        return cls(**{name: getattr(train, key) for name, key in cls.TRAIN_FIELDS.items()})
+
+    def train_config(self) -> TrainConfig:
+        """TrainConfig with this recipe's fitting settings (its defaults for the rest)."""
+        return TrainConfig(**{key: getattr(self, name) for name, key in self.TRAIN_FIELDS.items()})
+
+
+def attach_fit_recipe(decoder: BinaryLatentDecoder, recipe: FitRecipe | None) -> BinaryLatentDecoder:
+    """Give ``decoder`` the recipe ``save_decoder`` writes (``load_decoder`` attaches the saved one)."""
+    decoder.fit_recipe = recipe
+    return decoder
+
+
+def saved_fit_recipe(decoder: BinaryLatentDecoder) -> FitRecipe | None:
+    """The recipe attached to ``decoder``; None for a decoder saved without one (version 1)."""
+    return getattr(decoder, "fit_recipe", None)
+
+
+@dataclass
+class ChosenFit:
+    """The fitting settings a consumer uses, and where each came from."""
+
+    train: TrainConfig
+    """What ``fit_latents`` is called with."""
+    sources: dict[str, str]
+    """Recipe field -> "decoder" (its saved recipe), "base" (TrainConfig's) or the overriding option."""
+    note: str | None
+    """Said when the decoder has no recipe."""
+
+    def describe(self) -> str:
+        """One line: every recipe value with its source; precision as bf16 / float32."""
+        recipe = FitRecipe.from_train(self.train)
+        parts = []
+        for f in fields(recipe):
+            value = getattr(recipe, f.name)
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+            parts.append(f"{f.name} {shown} ({self.sources[f.name]})")
+        return "fitting recipe: " + ", ".join(parts)
+
+
+def choose_fit(decoder: BinaryLatentDecoder, given_by: str = "given", **overrides: Any) -> ChosenFit:
+    """The decoder's recipe (TrainConfig's fitting settings for a decoder saved without one), with
+    ``overrides`` (recipe field -> value; None: not given) on top; ``given_by`` names their source."""
+    recipe = saved_fit_recipe(decoder)
+    origin, note = "decoder", None
+    if recipe is None:
+        recipe, origin = FitRecipe(), "base"
+        note = ("this decoder was saved without a fitting recipe (decoder.json version 1): fitting with "
+                "TrainConfig's base settings; retrain it with `" + MAKE_COMMAND + "` to record the run's")
+    unknown = sorted(set(overrides) - set(FitRecipe.TRAIN_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown fitting setting(s) {unknown}; known: {sorted(FitRecipe.TRAIN_FIELDS)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    sources = {f.name: (given_by if f.name in given else origin) for f in fields(FitRecipe)}
+    chosen = FitRecipe.from_dict({**recipe.to_dict(), **given})
+    return ChosenFit(chosen.train_config(), sources, note)
+
+
 def save_decoder(decoder: BinaryLatentDecoder, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write ``decoder.safetensors`` (float32 weights) and ``decoder.json`` (config, latent spec,
-    parameter count, receptive field, ``extra``) into ``directory``, each atomically."""
+    parameter count, receptive field, the attached ``FitRecipe`` or null, ``extra``) into
+    ``directory``, each atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, **decoder.describe(), "extra": extra or {}}
+    recipe = saved_fit_recipe(decoder)
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, **decoder.describe(),
+            "fit_recipe": None if recipe is None else recipe.to_dict(), "extra": extra or {}}
     state = {k: v.float() for k, v in decoder.state_dict().items()}
     atomic_save_tensors(directory / WEIGHTS_FILE, state, metadata={"config": json.dumps(decoder.config.to_dict())})
     atomic_write_json(directory / CONFIG_FILE, meta)
@@ -246,13 +353,19 @@ def save_decoder(decoder: BinaryLatentDecoder, directory: str | Path, extra: dic
 
 def load_decoder(directory: str | Path, device: str | torch.device = "cpu") -> BinaryLatentDecoder:
     """Inverse of ``save_decoder``: rebuild from the JSON config, load the safetensors weights
-    (strict: every tensor present, no extra). The decoder is returned in eval mode. A decoder of
-    an architecture this code no longer builds is refused with the command that trains one."""
+    (strict: every tensor present, no extra) and attach the saved ``FitRecipe`` (None when there is
+    none). The decoder is returned in eval mode. A decoder of an architecture or format version this
+    code no longer builds is refused with the command that trains one."""
     directory = Path(directory)
     meta = read_json(directory / CONFIG_FILE)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{directory / CONFIG_FILE} is not a {FORMAT} config")
+    if meta.get("version", 1) not in READABLE_VERSIONS:
+        raise ValueError(f"{directory / CONFIG_FILE} is version {meta.get('version')}; this bitlatent reads "
+                         f"{list(READABLE_VERSIONS)}: make it again with `{MAKE_COMMAND}`")
     decoder = BinaryLatentDecoder(DecoderConfig.from_saved(meta["config"], directory, MAKE_COMMAND))
     state, _ = load_tensors(directory / WEIGHTS_FILE)
     decoder.load_state_dict(state, strict=True)
+    recipe = meta.get("fit_recipe")
+    attach_fit_recipe(decoder, None if recipe is None else FitRecipe.from_saved(recipe, directory, MAKE_COMMAND))
     return decoder.to(device).eval()

@@ -17,7 +17,8 @@ LATENT_INDEX = "index.json"
 
 
 class DecoderDataset(AbstractDataset[BinaryLatentDecoder, BinaryLatentDecoder]):
-    """A decoder folder: ``model.safetensors`` + ``config.json`` (never a pickle)."""
+    """A decoder folder: ``decoder.safetensors`` + ``decoder.json`` (never a pickle), with the
+    decoder's fitting recipe (``core.decoder.FitRecipe``) when one is attached."""
 
     def __init__(self, path: str, metadata: dict[str, Any] | None = None):
         self._path = Path(path)

@@ -62,3 +62,18 @@ def psnr_at_bits(curve: list[dict], bits_per_image: float) -> float | None:
     if not xs or bits_per_image < xs[0] or bits_per_image > xs[-1]:
         return None
     return float(np.interp(bits_per_image, xs, ys))
+
+
+def rate_distortion(images: np.ndarray, psnr: float, bits_per_image: int) -> dict:
+    """The ``rate_distortion`` metrics of a held-out set: its PSNR (``bitlatent_test_psnr``) beside
+    each codec's PSNR at the same bits per image and its smallest file, and every codec's curve
+    (``curves``), for uint8 (N, H, W, 3) ``images``. What the ``evaluation`` pipeline reports for
+    the test split and ``bitlatent evaluate`` for an external set."""
+    rd: dict = {"bits_per_image": bits_per_image, "bitlatent_test_psnr": psnr}
+    curves = {codec: quality_sweep(images, codec) for codec in CODECS}
+    for codec, curve in curves.items():
+        rd[f"{codec}_psnr_at_same_bits"] = psnr_at_bits(curve, bits_per_image)
+        rd[f"{codec}_min_bits_per_image"] = min(p["bits_per_image"] for p in curve)
+    rd["codec_images"] = int(len(images))
+    rd["curves"] = curves
+    return rd

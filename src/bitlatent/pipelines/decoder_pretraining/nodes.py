@@ -10,8 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bitlatent.core.capacity import capacity_report
-from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
-from bitlatent.core.train import pretrain
+from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig, FitRecipe, attach_fit_recipe
+from bitlatent.core.train import TrainConfig, pretrain
 from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.lookup import images_table, shard_image_ids
 from bitlatent.data.shards import ImageShards
@@ -25,10 +25,15 @@ SPLIT = "pretrain"
 
 def pretrain_decoder(
     image_shards: ImageShards, pairs: pd.DataFrame, decoder: dict[str, Any], pretraining: dict[str, Any],
+    fitting: dict[str, Any],
 ) -> tuple[BinaryLatentDecoder, dict, dict[str, LatentShard], list[dict], Figure, dict]:
     """Train the decoder with the latents of every ``pretrain`` image.
 
-    Returns the decoder, the latent spec, the pretrain latents (one latent shard per image
+    ``fitting`` (``latent_adaptation.train``) is saved with the decoder as its ``FitRecipe``, so
+    ``bitlatent encode`` / ``evaluate`` fit as latent_adaptation does; it is not part of the
+    checkpoint's fingerprint, so a change of the fitting settings alone never restarts pretraining.
+
+    Returns the decoder (with its recipe), the latent spec, the pretrain latents (one latent shard per image
     shard), the training curves, their plot and the capacity report.
     """
     config = PretrainingConfig.from_dict(pretraining)
@@ -47,6 +52,7 @@ def pretrain_decoder(
     log.info("pretraining on %d images, checkpoints in %s", len(images), checkpoint_dir)
     result = pretrain(images, decoder_config, train, checkpoint_dir=checkpoint_dir)
 
+    attach_fit_recipe(result.decoder, FitRecipe.from_train(TrainConfig.from_dict(fitting, "latent_adaptation.train")))
     spec = result.decoder.latent_spec
     packed = result.latents.packed()  # (N, bytes), row i <-> images[i]
     latents, start = {}, 0

@@ -9,7 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
         node(
             pretrain_decoder,
-            inputs=["image_shards", "pairs", "params:decoder", "params:pretraining"],
+            inputs=["image_shards", "pairs", "params:decoder", "params:pretraining",
+                    "params:latent_adaptation.train"],
             outputs=["decoder", "latent_spec", "pretrain_latents", "pretraining_curves",
                      "pretraining_curves_plot", "capacity"],
             name="pretrain_decoder",

@@ -25,7 +25,7 @@ from bitlatent.text.encoder import load_text_encoder
 from bitlatent.text.feature_cache import TextFeatureCache
 from bitlatent.text.generate import MODES, generate_from_features
 from bitlatent.text.model import TextToLatent
-from bitlatent.text.train import evaluate_alignment
+from bitlatent.evaluation.alignment import alignment_scores
 
 log = logging.getLogger(__name__)
 SPLIT = "test"
@@ -80,12 +80,7 @@ def evaluate_text(
     encoder = load_text_encoder()
     cache = TextFeatureCache(align.feature_cache, max_length=text_to_latent.config.max_length)
     test = alignment_data(pairs, latents, [SPLIT], cache, encoder)
-    scores = evaluate_alignment(text_to_latent, test)
-    metrics: dict[str, Any] = {"alignment": {
-        **{k: v for k, v in scores.items() if k.startswith("t2i_recall")},
-        "bit_accuracy": scores["bit_accuracy"], "test_captions": len(test),
-        "test_images": int(len(test.latent_bits)), "random_recall@10": min(1.0, 10 / len(test.latent_bits)),
-    }}
+    metrics: dict[str, Any] = {"alignment": alignment_scores(text_to_latent, test)}
 
     rows = pairs[pairs["split"] == SPLIT].sort_values("sample_id").iloc[: config.generated_captions]
     features = cache.get(rows["caption"].tolist(), encoder)

@@ -17,9 +17,10 @@ from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.lookup import images_table, load_images
 from bitlatent.data.shards import ImageShards
 from bitlatent.datasets.models import LatentParts
-from bitlatent.evaluation.codecs import CODECS, psnr_at_bits, quality_sweep
+from bitlatent.evaluation.codecs import rate_distortion
 from bitlatent.evaluation.reconstruction import reconstruction_scores
-from bitlatent.reporting.plots import image_grid, rate_distortion
+from bitlatent.reporting.plots import image_grid
+from bitlatent.reporting.plots import rate_distortion as rate_distortion_plot
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,13 @@ def evaluate_reconstruction(
 
     codec_curves, rd = {}, {"bits_per_image": spec.bits_per_image}
     if test_images is not None and len(test_images):
-        sample = test_images[: config.codec_images]
-        ours = metrics["reconstruction"]["test"]["psnr"]
-        rd["bitlatent_test_psnr"] = ours
-        for codec in CODECS:
-            codec_curves[codec] = quality_sweep(sample, codec)
-            rd[f"{codec}_psnr_at_same_bits"] = psnr_at_bits(codec_curves[codec], spec.bits_per_image)
-            rd[f"{codec}_min_bits_per_image"] = min(p["bits_per_image"] for p in codec_curves[codec])
-        rd["codec_images"] = int(len(sample))
-        rd["curves"] = codec_curves
+        rd = rate_distortion(test_images[: config.codec_images], metrics["reconstruction"]["test"]["psnr"],
+                             spec.bits_per_image)
+        codec_curves = rd["curves"]
     metrics["rate_distortion"] = rd
     ours_points = ([{"bits_per_image": spec.bits_per_image, "psnr": rd["bitlatent_test_psnr"]}]
                    if "bitlatent_test_psnr" in rd else [])
-    rd_figure = rate_distortion(codec_curves, ours_points,
+    rd_figure = rate_distortion_plot(codec_curves, ours_points,
                                 f"{spec.image_size}x{spec.image_size} held-out test images")
     series = {codec: [{"bits_per_image": p["bits_per_image"], "psnr": p["psnr"]} for p in curve]
               for codec, curve in codec_curves.items()}
