@@ -22,7 +22,8 @@ class DataConfig(ConfigGroup):
     path: str | None = None
     """The captions file (csv, jsonl, coco JSON) or folder (coco root, folder). Unused for synthetic."""
     image_root: str | None = None
-    """Folder image paths are relative to; default: an ``images/`` folder beside the file, else its folder."""
+    """The one folder relative image paths are taken against. Default (null): the captions file's folder
+    first, then an ``images/`` folder beside it; a path never resolves outside them (docs/data.md)."""
     image_size: int = 64
     """Side of the square images written to the shards; a power of two."""
     max_pairs: int | None = 2000
