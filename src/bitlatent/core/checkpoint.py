@@ -2,17 +2,15 @@
 atomically (temporary file + ``os.replace``) holding tensors (weights, optimiser moments, latent
 table, curves as ``curve.<key>``) and JSON metadata under ``"state"`` (step, the run's identity,
 optimiser param groups, scaler state). A checkpoint is resumed only by the run it belongs to:
-``check_resume`` compares the saved identity with the caller's.
+``bitlatent.runs.RunIdentity.check`` compares the saved identity with the caller's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
-import numpy as np
 import torch
 
 from .io import atomic_save_tensors, load_tensors
@@ -20,11 +18,9 @@ from .io import atomic_save_tensors, load_tensors
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
-    "check_resume",
     "optimizer_to_tensors",
     "optimizer_from_tensors",
     "subtable",
-    "digest",
 ]
 
 
@@ -61,30 +57,6 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, list
     state = json.loads(metadata["state"])
     curves = {k: tensors.pop(f"curve.{k}").tolist() for k in state["curve_keys"]}
     return tensors, curves, state
-
-
-def check_resume(state: dict[str, Any], expected: dict[str, Any], path: Path, free: Collection[str] = ()) -> None:
-    """Raise unless the checkpoint's ``state["identity"]`` equals ``expected``; keys in ``free``
-    are ignored inside the identity's dict values (settings that may change on resumption)."""
-
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if k not in free}
-
-    saved = {k: strip(v) if isinstance(v, dict) else v for k, v in state["identity"].items()}
-    wanted = {k: strip(v) if isinstance(v, dict) else v for k, v in expected.items()}
-    if saved != wanted:
-        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        raise ValueError(
-            f"checkpoint {path} belongs to another run (differs in {diff}); remove it or use another checkpoint_dir"
-        )
-
-
-def digest(arrays: Any) -> str:
-    """sha256 over the bytes of an iterable of arrays (part of a run's identity)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 def subtable(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -107,5 +107,5 @@ class TrainConfig(ConfigGroup):
 
 
 # Fields that may change between a run and its resumption (a checkpoint of a run that differs
-# only in these is resumed; see ``checkpoint.check_resume``).
+# only in these is resumed; see ``bitlatent.runs.RunIdentity``).
 RESUME_FREE = frozenset({"device", "amp", "cpu_bf16", "channels_last", "progress", "checkpoint_every"})

@@ -46,8 +46,9 @@ from tqdm.auto import tqdm
 
 from .binary import LatentSpec, binarize, bits_to_signs, hardness_at, unpack_bits
 from .capacity import capacity_report
-from .checkpoint import (check_resume, digest, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
-                         save_checkpoint, subtable)  # fmt: skip
+from bitlatent.runs import RunIdentity, array_digest, code_digest, weights_digest
+
+from .checkpoint import load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, subtable
 from .config import RESUME_FREE, TrainConfig
 from .decoder import BinaryLatentDecoder, DecoderConfig
 from .latents import LatentTable
@@ -60,6 +61,7 @@ __all__ = [
     "PretrainResult",
     "FitResult",
     "pretrain",
+    "pretrain_identity",
     "fit_latents",
     "decode_packed",
     "PRETRAIN_CHECKPOINT",
@@ -111,6 +113,20 @@ class FitResult:
 # ----------------------------------------------------------------------------- stage 1
 
 
+def pretrain_identity(
+    decoder_config: DecoderConfig, config: TrainConfig, images: Any, indices: np.ndarray | None = None,
+    data: Any = None,
+) -> RunIdentity:
+    """The identity of ``pretrain(images, decoder_config, config, indices=indices)``: the configs, the
+    images' count and shape, ``data`` (what the caller knows of the images, e.g. their shard index)
+    and the digest of ``bitlatent.core``. Its ``key`` names the run's checkpoint folder."""
+    indices = row_indices(indices, len(images))
+    return RunIdentity("pretrain", {
+        "train": config.to_dict(), "decoder": decoder_config.to_dict(), "n": len(indices),
+        "indices_sum": int(indices.sum()), "images_shape": list(images.shape), "data": data,
+        "code": code_digest("core")}, free=RESUME_FREE)  # fmt: skip
+
+
 def pretrain(
     images: Any,
     decoder: BinaryLatentDecoder | DecoderConfig | None = None,
@@ -119,12 +135,15 @@ def pretrain(
     indices: np.ndarray | None = None,
     checkpoint_dir: str | Path | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    data: Any = None,
 ) -> PretrainResult:
     """Jointly train a decoder and the latents of ``images[indices]`` (all rows by default).
 
     ``decoder``: a config (a fresh decoder is built from ``config.seed``), an existing decoder to
     continue from, or None for ``DecoderConfig()``. ``callback(step, record)`` runs after each
-    step (``step`` = steps done). Returns the decoder, the latent table and the curves.
+    step (``step`` = steps done). ``data`` joins the run's identity (``pretrain_identity``): a
+    checkpoint in ``checkpoint_dir`` is resumed only by the same run. Returns the decoder, the
+    latent table and the curves.
     """
     cfg = config or TrainConfig()
     rt = Runtime(cfg)
@@ -143,14 +162,13 @@ def pretrain(
     opt = decoder_optimizer(decoder, cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
-    identity = {"kind": "pretrain", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
-                "indices_sum": int(indices.sum()), "images_shape": list(images.shape)}  # fmt: skip
+    identity = pretrain_identity(decoder.config, cfg, images, indices, data)
 
     curves, start, wall_before = new_curves("epoch"), 0, 0.0
     path = Path(checkpoint_dir) / PRETRAIN_CHECKPOINT if checkpoint_dir is not None else None
     if path is not None and path.exists():
         tensors, curves, state = load_checkpoint(path)
-        check_resume(state, identity, path, RESUME_FREE)
+        identity.check(state["identity"], path)
         decoder.load_state_dict(subtable("decoder.", tensors))
         table.load_state_dict(subtable("latents.", tensors))
         optimizer_from_tensors(opt, tensors, state["optimizer"])
@@ -163,8 +181,8 @@ def pretrain(
         opt_tensors, opt_meta = optimizer_to_tensors(opt)
         tensors = {**{f"decoder.{k}": v for k, v in decoder.state_dict().items()},
                    **{f"latents.{k}": v for k, v in table.state_dict().items()}, **opt_tensors}  # fmt: skip
-        state = {"step": step, "total_steps": total, "wall_time": wall, "seed": cfg.seed, "identity": identity,
-                 "optimizer": opt_meta, "scaler": rt.scaler.state_dict() if rt.scaler is not None else None}  # fmt: skip
+        state = {"step": step, "total_steps": total, "wall_time": wall, "seed": cfg.seed,
+                 "identity": identity.to_dict(), "optimizer": opt_meta, "scaler": rt.scaler.state_dict() if rt.scaler is not None else None}  # fmt: skip
         save_checkpoint(path, tensors, curves, state)
 
     bar = tqdm(total=total, initial=start, desc="pretrain", disable=not cfg.progress, dynamic_ncols=True)
@@ -262,10 +280,11 @@ def fit_latents(
     if init_packed is not None and (init_packed.shape != (n, spec.bytes_per_image) or init_packed.dtype != np.uint8):
         got = f"{init_packed.dtype} {init_packed.shape}"
         raise ValueError(f"init_packed must be uint8 ({n}, {spec.bytes_per_image}), got {got}")
-    identity = {"kind": "fit", "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n,
-                "indices_sum": int(indices.sum()), "images_shape": list(images.shape),
-                "weights": digest(t.detach().float().cpu().numpy() for t in decoder.state_dict().values()),
-                "init": None if init_packed is None else digest([init_packed])}  # fmt: skip
+    identity = RunIdentity("fit", {
+        "train": cfg.to_dict(), "decoder": decoder.config.to_dict(), "n": n, "indices_sum": int(indices.sum()),
+        "images_shape": list(images.shape), "weights": weights_digest(decoder.state_dict()),
+        "init": None if init_packed is None else array_digest([init_packed]), "code": code_digest("core")},
+        free=RESUME_FREE)  # fmt: skip
 
     packed = np.zeros((n, spec.bytes_per_image), dtype=np.uint8)
     mse_out = np.zeros(n, dtype=np.float64)
@@ -274,7 +293,7 @@ def fit_latents(
     path = Path(checkpoint_dir) / FIT_CHECKPOINT if checkpoint_dir is not None else None
     if path is not None and path.exists():
         tensors, curves, state = load_checkpoint(path)
-        check_resume(state, identity, path, RESUME_FREE)
+        identity.check(state["identity"], path)
         packed[:] = tensors["packed"].numpy()
         mse_out[:] = tensors["mse"].numpy()
         start_chunk, start_step, wall_before = state["chunk"], state["chunk_step"], state["wall_time"]
@@ -285,7 +304,8 @@ def fit_latents(
         tensors = {"packed": torch.from_numpy(packed), "mse": torch.from_numpy(mse_out)}
         if table is not None and s > 0:
             tensors.update({f"latents.{k}": v for k, v in table.state_dict().items()})
-        state = {"chunk": c, "chunk_step": s, "n_chunks": n_chunks, "wall_time": wall, "seed": cfg.seed, "identity": identity}
+        state = {"chunk": c, "chunk_step": s, "n_chunks": n_chunks, "wall_time": wall, "seed": cfg.seed,
+                 "identity": identity.to_dict()}
         save_checkpoint(path, tensors, curves, state)
 
     bar = tqdm(total=total, initial=start_chunk * cfg.fit_steps + start_step, desc="fit latents",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from kedro.io import AbstractDataset
@@ -12,6 +12,9 @@ from kedro.io import AbstractDataset
 from bitlatent.core.decoder import BinaryLatentDecoder, load_decoder, save_decoder
 from bitlatent.core.io import atomic_write_bytes
 from bitlatent.data.latent_shards import LatentShard, load_latent_folder, save_latent_shard
+
+if TYPE_CHECKING:
+    from bitlatent.runs import RunIdentity
 
 LATENT_INDEX = "index.json"
 
@@ -72,8 +75,9 @@ class LatentParts:
 
     A job writes its shards one by one (each atomically) and its ``index.json`` last, so a
     rerun skips what is done and a half-done part is never read. ``fingerprint.json`` holds
-    what the shards were fitted with (decoder hash, fit settings); when it changes, the part
-    is started afresh instead of mixing latents of two decoders.
+    the run's identity (``bitlatent.runs.RunIdentity``: decoder hash, fit settings, image
+    shards, code); when it changes, the part is started afresh instead of mixing latents of
+    two decoders.
     """
 
     def __init__(self, root: Path):
@@ -82,15 +86,9 @@ class LatentParts:
     def part_dir(self, part: int, num_parts: int) -> Path:
         return self.root / f"part-{part}-of-{num_parts}"
 
-    def open_part(self, part: int, num_parts: int, fingerprint: dict) -> Path:
-        """The part's folder, emptied first if it was fitted with something else."""
-        folder = self.part_dir(part, num_parts)
-        stamp = folder / "fingerprint.json"
-        if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
-            for stale in sorted(folder.glob("**/*"), reverse=True):
-                stale.unlink() if stale.is_file() else stale.rmdir()
-        atomic_write_bytes(stamp, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
-        return folder
+    def open_part(self, part: int, num_parts: int, identity: RunIdentity) -> Path:
+        """The part's folder, emptied first if another run (``identity``) fitted it."""
+        return identity.open_folder(self.part_dir(part, num_parts), "fingerprint.json")
 
     def complete_parts(self) -> list[Path]:
         return sorted(p.parent for p in self.root.glob(f"part-*/{LATENT_INDEX}"))

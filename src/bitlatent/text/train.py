@@ -45,9 +45,10 @@ from tqdm.auto import tqdm
 
 from bitlatent.config import ConfigGroup
 from bitlatent.core.checkpoint import (
-    check_resume, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, subtable,
+    load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, subtable,
 )
 from bitlatent.core.runtime import cosine_schedule, epoch_permutation, resolve_device
+from bitlatent.runs import RunIdentity, code_digest
 
 from .encoder import TextFeatures
 from .losses import code_losses
@@ -59,6 +60,7 @@ __all__ = [
     "AlignmentData",
     "TextTrainResult",
     "train_text_to_latent",
+    "text_identity",
     "evaluate_alignment",
     "code_losses",
     "CHECKPOINT_FILE",
@@ -126,7 +128,7 @@ class TextTrainConfig(ConfigGroup):
 
 
 # Fields that may change between a run and its resumption.
-_RESUME_FREE = {"device", "progress", "checkpoint_every", "eval_every", "eval_batch_size"}
+_RESUME_FREE = frozenset({"device", "progress", "checkpoint_every", "eval_every", "eval_batch_size"})
 
 
 @dataclass
@@ -200,11 +202,15 @@ def evaluate_alignment(model: TextToLatent, data: AlignmentData, batch_size: int
 # ----------------------------------------------------------------------------- helpers
 
 
-def _fingerprint(data: AlignmentData) -> dict[str, Any]:
-    """Cheap identity of a training set, to refuse resuming a checkpoint on other data."""
-    return {"n": len(data), "latents_shape": list(data.latent_bits.shape),
-            "index_sum": int(data.image_index.sum()), "bits_sum": int(data.latent_bits.sum(dtype=np.int64)),
-            "pooled_sum": round(float(data.features.pooled.astype(np.float64).sum()), 3)}  # fmt: skip
+def text_identity(model_config: TextToLatentConfig, config: TextTrainConfig, data: AlignmentData) -> RunIdentity:
+    """The identity of ``train_text_to_latent(data, model_config, config)``: the configs, a cheap
+    summary of the training set and the digest of ``bitlatent.text``. Its ``key`` names the run's
+    checkpoint folder."""
+    summary = {"n": len(data), "latents_shape": list(data.latent_bits.shape),
+               "index_sum": int(data.image_index.sum()), "bits_sum": int(data.latent_bits.sum(dtype=np.int64)),
+               "pooled_sum": round(float(data.features.pooled.astype(np.float64).sum()), 3)}  # fmt: skip
+    return RunIdentity("text_to_latent", {"train": config.to_dict(), "model": model_config.to_dict(),
+                                          "data": summary, "code": code_digest("text")}, free=_RESUME_FREE)
 
 
 def _save_checkpoint(path: Path, model: TextToLatent, opt: torch.optim.Optimizer, curves: dict[str, list[float]],
@@ -273,7 +279,7 @@ def train_text_to_latent(
     opt = opt_cls(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(n / cfg.batch_size) if n else 0
     total = cfg.epochs * steps_per_epoch
-    identity = {"kind": "text_to_latent", "train": cfg.to_dict(), "model": mc.to_dict(), "data": _fingerprint(train)}
+    identity = text_identity(mc, cfg, train)
     keys = ("step", "epoch", "loss", "bce", "contrastive", "prior_ce", "bit_accuracy", "lr", "wall_time")
     val_keys = ("val_step", "val_bit_accuracy", "val_t2i_recall@1", "val_t2i_recall@5", "val_t2i_recall@10")
     curves: dict[str, list[float]] = {k: [] for k in (*keys, *(val_keys if val is not None else ()))}
@@ -294,12 +300,12 @@ def train_text_to_latent(
         start, wall_before = 0, 0.0
         if path is not None and path.exists():
             curves, meta = _load_checkpoint(path, model, opt, device)
-            check_resume(meta, identity, path, free=_RESUME_FREE)
+            identity.check(meta["identity"], path)
             start, wall_before = meta["step"], meta["wall_time"]
             logger.info("text_to_latent: resumed from %s at step %d/%d", path, start, total)
 
         def save(step: int, wall: float) -> None:
-            state = {"step": step, "total_steps": total, "wall_time": wall, "identity": identity}
+            state = {"step": step, "total_steps": total, "wall_time": wall, "identity": identity.to_dict()}
             _save_checkpoint(path, model, opt, curves, state, device)
 
         bar = tqdm(total=total, initial=start, desc="text-to-latent", disable=not cfg.progress, dynamic_ncols=True)

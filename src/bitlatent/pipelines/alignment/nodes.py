@@ -18,11 +18,11 @@ from bitlatent.data.synthetic import reword
 from bitlatent.datasets.models import LatentParts
 from bitlatent.pipelines.alignment.parameters import AlignmentConfig
 from bitlatent.reporting.plots import training_curves
-from bitlatent.runs import code_digest, curve_records, fingerprint
+from bitlatent.runs import curve_records, run_folder
 from bitlatent.text.encoder import load_text_encoder
 from bitlatent.text.feature_cache import TextFeatureCache
 from bitlatent.text.model import TextToLatent
-from bitlatent.text.train import AlignmentData, train_text_to_latent
+from bitlatent.text.train import AlignmentData, text_identity, train_text_to_latent
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,9 @@ def train_alignment(
     data = alignment_data(training_pairs, latents, config.train_splits, cache, encoder, config.max_captions)
     val = (alignment_data(pairs, latents, [config.val_split], cache, encoder)
            if config.val_split in latents else None)
-    run_id = fingerprint(model_config.to_dict(), train.to_dict(), len(data), data.latent_bits[:4].tolist(),
-                         data.image_index[:16].tolist(), code_digest("text"))
+    checkpoint_dir = run_folder(config.checkpoint_root, text_identity(model_config, train, data))
     log.info("training text-to-latent on %d captions (%d images)", len(data), len(data.latent_bits))
-    result = train_text_to_latent(data, model_config, train, val=val,
-                                  checkpoint_dir=f"{config.checkpoint_root}/{run_id}")
+    result = train_text_to_latent(data, model_config, train, val=val, checkpoint_dir=checkpoint_dir)
     figure = training_curves({"step": result.curves["step"], "loss": result.curves["loss"],
                               "psnr": result.curves["bit_accuracy"]}, "text-to-latent training")
     figure.axes[1].set(ylabel="bit accuracy", title="batch bit accuracy")

@@ -23,7 +23,7 @@ class AlignmentConfig(ConfigGroup):
     feature_cache: str = "data/04_feature/text_features"
     """MiniLM token states per caption (float16 shards), computed once and reused."""
     checkpoint_root: str = "data/06_models/checkpoints/alignment"
-    """Checkpoints go to ``<root>/<fingerprint>/`` (resume after a kill, as in pretraining)."""
+    """Checkpoints go to ``<root>/<run key>/`` (``text.train.text_identity``; resume after a kill, as in pretraining)."""
     train_splits: list[str] = field(default_factory=lambda: ["pretrain", "adapt"])
     """Splits whose captions and fitted latents the model is trained on."""
     val_split: str = "test"

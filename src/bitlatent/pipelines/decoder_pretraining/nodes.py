@@ -11,13 +11,13 @@ from matplotlib.figure import Figure
 
 from bitlatent.core.capacity import capacity_report
 from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig, FitRecipe, attach_fit_recipe
-from bitlatent.core.train import TrainConfig, pretrain
+from bitlatent.core.train import TrainConfig, pretrain, pretrain_identity
 from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.lookup import images_table, shard_image_ids
 from bitlatent.data.shards import ImageShards
 from bitlatent.pipelines.decoder_pretraining.parameters import PretrainingConfig
 from bitlatent.reporting.plots import training_curves
-from bitlatent.runs import code_digest, curve_records, fingerprint
+from bitlatent.runs import curve_records, run_folder
 
 log = logging.getLogger(__name__)
 SPLIT = "pretrain"
@@ -31,7 +31,7 @@ def pretrain_decoder(
 
     ``fitting`` (``latent_adaptation.train``) is saved with the decoder as its ``FitRecipe``, so
     ``bitlatent encode`` / ``evaluate`` fit as latent_adaptation does; it is not part of the
-    checkpoint's fingerprint, so a change of the fitting settings alone never restarts pretraining.
+    checkpoint folder's key, so a change of the fitting settings alone never restarts pretraining.
 
     Returns the decoder (with its recipe), the latent spec, the pretrain latents (one latent shard per image
     shard), the training curves, their plot and the capacity report.
@@ -46,11 +46,10 @@ def pretrain_decoder(
     ids = [shard_image_ids(table, SPLIT, i, rows) for i, rows in enumerate(shard_rows)]
     images = np.concatenate([np.asarray(image_shards.shard(SPLIT, i)) for i in range(len(shard_rows))])
 
-    run_id = fingerprint(decoder_config.to_dict(), train.to_dict(), image_shards.index, code_digest("core"),
-                         [list(map(str, chunk[:3])) + [len(chunk)] for chunk in ids])
-    checkpoint_dir = f"{config.checkpoint_root}/{run_id}"
+    data = {"image_shards": image_shards.index, "ids": [list(map(str, chunk[:3])) + [len(chunk)] for chunk in ids]}
+    checkpoint_dir = run_folder(config.checkpoint_root, pretrain_identity(decoder_config, train, images, data=data))
     log.info("pretraining on %d images, checkpoints in %s", len(images), checkpoint_dir)
-    result = pretrain(images, decoder_config, train, checkpoint_dir=checkpoint_dir)
+    result = pretrain(images, decoder_config, train, checkpoint_dir=checkpoint_dir, data=data)
 
     attach_fit_recipe(result.decoder, FitRecipe.from_train(TrainConfig.from_dict(fitting, "latent_adaptation.train")))
     spec = result.decoder.latent_spec

@@ -20,7 +20,8 @@ class PretrainingConfig(ConfigGroup):
     GROUP = "pretraining"
 
     checkpoint_root: str = "data/06_models/checkpoints/pretraining"
-    """Checkpoints go to ``<root>/<fingerprint>/``; the fingerprint covers the configs and the data,
-    so a rerun with the same inputs resumes (or returns at once) and any change starts afresh."""
+    """Checkpoints go to ``<root>/<run key>/`` (``core.train.pretrain_identity``): the key covers the
+    configs, the data and the code, so a rerun with the same inputs resumes (or returns at once) and
+    any change starts afresh."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Stage 1 training (epochs, batch_size, decoder_lr, latent_lr, ...)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Any
@@ -16,18 +15,11 @@ from bitlatent.data.latent_shards import LatentShard, save_latent_shard
 from bitlatent.data.lookup import images_table, shard_image_ids
 from bitlatent.data.shards import ImageShards
 from bitlatent.datasets.models import LatentParts
+from bitlatent.core.config import RESUME_FREE
 from bitlatent.pipelines.latent_adaptation.parameters import AdaptationConfig
+from bitlatent.runs import RunIdentity, code_digest, weights_digest
 
 log = logging.getLogger(__name__)
-
-
-def decoder_digest(decoder: BinaryLatentDecoder) -> str:
-    """sha256 of the decoder's weights: which decoder a latent was fitted for."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(decoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def work_units(image_shards: ImageShards, splits: list[str], part: int, num_parts: int) -> list[tuple[str, int]]:
@@ -48,9 +40,10 @@ def adapt_latents(
     config = AdaptationConfig.from_dict(latent_adaptation)
     train = config.train
     spec = decoder.latent_spec
-    fingerprint = {"decoder_sha256": decoder_digest(decoder), "train": train.to_dict(),
-                   "image_shards": image_shards.index}
-    folder = latent_store.open_part(config.shard, config.num_shards, fingerprint)
+    identity = RunIdentity("latent_adaptation", {
+        "decoder_sha256": weights_digest(decoder.state_dict()), "train": train.to_dict(),
+        "image_shards": image_shards.index, "code": code_digest("core")}, free=RESUME_FREE)  # fmt: skip
+    folder = latent_store.open_part(config.shard, config.num_shards, identity)
     table = images_table(pairs)
     units = work_units(image_shards, config.splits, config.shard, config.num_shards)
     summary = {"part": config.shard, "num_parts": config.num_shards, "bits_per_image": spec.bits_per_image,
