@@ -49,6 +49,12 @@ def test_config_rejects_bad_values(bad: dict) -> None:
         SyntheticConfig.from_dict(bad)
 
 
+def test_unknown_key_names_the_group_and_the_known_keys() -> None:
+    with pytest.raises(ValueError, match=r"unknown data.synthetic parameter\(s\) \['sede'\]; known: .*'seed'"):
+        SyntheticConfig.from_dict({"sede": 1})
+    assert SyntheticConfig.from_dict({"heldout_combinations": None}).heldout_combinations == []
+
+
 @pytest.mark.parametrize("size", [32, 64, 128, 256])
 def test_render_sample_shapes_and_attributes(size: int) -> None:
     cfg = SyntheticConfig(image_size=size, max_objects=4)

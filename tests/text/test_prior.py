@@ -92,28 +92,29 @@ def test_config_validation():
         CellPriorConfig(**{**TINY, "layers": 0})
     with pytest.raises(ValueError, match="C must be <= 10"):
         CellPriorConfig(**{**TINY, "bits_per_cell": 16})
-    with pytest.raises(ValueError, match="attention_dropout"):
-        CellPriorConfig(**{**TINY, "attention_dropout": 1.0})
+    with pytest.raises(ValueError, match="dropout and caption_dropout"):
+        CellPriorConfig(**{**TINY, "dropout": 1.0})
+    with pytest.raises(TypeError, match="attention_dropout"):  # removed: attention never drops out
+        CellPriorConfig(**{**TINY, "attention_dropout": 0.1})
 
 
-def test_attention_dropout_is_separate_from_mlp_dropout():
-    """Attention weights train without dropout unless asked (the fused kernel); the MLPs keep theirs."""
+def test_only_the_mlps_drop_out():
+    """The MLPs train with ``prior_dropout``; attention weights never drop out (the fused kernel)."""
     from bitlatent.text.model import TextToLatentConfig
 
     plain = TextToLatentConfig(latent_h=4, latent_w=4, prior_layers=1, prior_dropout=0.2).prior_config()
-    assert plain.dropout == 0.2 and plain.attention_dropout == 0.0
-    prior = CellPrior(TextToLatentConfig(latent_h=4, latent_w=4, prior_layers=1, prior_dropout=0.2,
-                                         prior_attention_dropout=0.1).prior_config())
-    block = prior.blocks[0]
-    assert block.self_attn.dropout == 0.1 and block.cross.dropout == 0.1 and block.mlp[-1].p == 0.2
-    # the attention dropout acts in training mode only: two training passes differ, eval passes do not
-    attention_only = CellPrior(CellPriorConfig(**{**TINY, "attention_dropout": 0.5}))
+    assert plain.dropout == 0.2
+    block = CellPrior(plain).blocks[0]
+    assert block.cross.dropout == 0.0 and block.mlp[-1].p == 0.2
+    # the MLP dropout acts in training mode only; without it, training passes are repeatable too
     states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
     bits = torch.randint(0, 2, (2, 2, 3, 4), dtype=torch.uint8)
-    attention_only.train()
-    assert not torch.allclose(attention_only(states, mask, bits), attention_only(states, mask, bits))
-    attention_only.eval()
-    assert torch.equal(attention_only(states, mask, bits), attention_only(states, mask, bits))
+    dropping = CellPrior(CellPriorConfig(**{**TINY, "dropout": 0.5})).train()
+    assert not torch.allclose(dropping(states, mask, bits), dropping(states, mask, bits))
+    dropping.eval()
+    assert torch.equal(dropping(states, mask, bits), dropping(states, mask, bits))
+    quiet = CellPrior(CellPriorConfig(**{**TINY, "dropout": 0.0})).train()
+    assert torch.equal(quiet(states, mask, bits), quiet(states, mask, bits))
 
 
 def test_prior_draws_whole_pictures_where_per_bit_averages_do_not():

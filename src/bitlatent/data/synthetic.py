@@ -15,13 +15,14 @@ from __future__ import annotations
 import colorsys
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from bitlatent.config import ConfigGroup
 from bitlatent.data.records import RawPair
 from bitlatent.data.shape_checker import (  # noqa: F401  (re-exported API)
     COLOUR_HUES, COLOURS, POSITIONS, SHAPES, SIZES, attribute_accuracy, attribute_breakdown, cell_edges,
@@ -30,17 +31,25 @@ from bitlatent.data.shape_checker import (  # noqa: F401  (re-exported API)
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticConfig(ConfigGroup):
     """What to generate. Every sample depends only on ``seed``, its index and these fields."""
 
-    num_pairs: int = 2000  # dataset length; indices run over [0, num_pairs)
-    seed: int = 0  # non-negative; a different seed gives a different dataset
-    image_size: int = 64  # square side in pixels: a power of two in 32..256
-    max_objects: int = 2  # each image holds 1..max_objects objects (at most 9, one per cell)
-    # "colour shape" pairs that never appear in training: rows using one go to the test split
+    GROUP = "data.synthetic"
+
+    num_pairs: int = 2000
+    """Dataset length; indices run over [0, num_pairs)."""
+    seed: int = 0
+    """Non-negative; a different seed gives a different dataset."""
+    image_size: int = 64
+    """Square side in pixels: a power of two in 32..256."""
+    max_objects: int = 2
+    """Each image holds 1..max_objects objects (at most 9, one per cell)."""
     heldout_combinations: list[str] = field(default_factory=lambda: ["green triangle", "blue star"])
+    """"colour shape" pairs that never appear in training: rows using one go to the test split."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        self.heldout_combinations = list(self.heldout_combinations or [])
         size = self.image_size
         if size not in (32, 64, 128, 256):
             raise ValueError(f"image_size must be a power of two in 32..256, got {size}")
@@ -53,18 +62,6 @@ class SyntheticConfig:
             if colour not in COLOURS or shape not in SHAPES:
                 raise ValueError(f"held-out combination {combo!r} is not 'colour shape' "
                                  f"with colour in {COLOURS} and shape in {SHAPES}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SyntheticConfig:
-        """Build from a parameters mapping; unknown keys are an error, missing ones default."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown synthetic config keys: {unknown}")
-        d = dict(d)
-        if "heldout_combinations" in d:
-            d["heldout_combinations"] = list(d["heldout_combinations"] or [])
-        return cls(**d)
 
 
 # --- backgrounds: a small bank of grey patterns per size, tinted and shifted per sample ----
