@@ -116,6 +116,12 @@ def test_binds_loopback_only_and_answers_health_checks(server):
     meta = client.get_model_metadata(MODEL)
     assert meta["inputs"] == [{"name": "prompt", "datatype": "BYTES", "shape": [-1]}]
     assert meta["outputs"][0] == {"name": "image", "datatype": "UINT8", "shape": [-1, 16, 16, 3]}
+    # where it really runs (--device cpu): the sessions' own providers, in the metadata and the log
+    assert meta["platform"] == "onnxruntime_onnx"
+    assert meta["parameters"]["device"] == "cpu" and meta["parameters"]["providers"] == ["CPUExecutionProvider"]
+    assert meta["parameters"]["precision"] == "fp32"
+    server["log"].seek(0)
+    assert "'providers': ['CPUExecutionProvider']" in server["log"].read()
 
 
 def test_prompt_in_image_out_binary(server, tiny):

@@ -51,11 +51,14 @@ class ParityResult:
 
 
 def _session(path: Path):
+    """A CPU session: parity is judged against torch on the CPU, where both are deterministic."""
     import onnxruntime as ort
+
+    from bitlatent.inference.providers import open_session
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path, options, "cpu")[0]
 
 
 def decoder_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random.Generator,

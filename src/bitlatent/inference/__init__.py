@@ -20,19 +20,23 @@ from .generator import (
     session_options,
 )
 from .prompts import PromptTokenizer, Tokenized, validate_prompts
+from .providers import Placement, ProviderError, open_session
 
 __all__ = [
     "MODES",
     "BundleError",
     "Generation",
     "OnnxGenerator",
+    "Placement",
     "Prediction",
     "PromptTokenizer",
+    "ProviderError",
     "Tokenized",
     "available_providers",
     "cpu_decode_batch",
     "encode_png",
     "generate_images",
+    "open_session",
     "read_manifest",
     "session_options",
     "sha256_file",

@@ -7,8 +7,11 @@
                run prior.onnx cell by cell: prior.py)
             -> decoder.onnx                                 images uint8 (N * samples, H, W, 3)
 
-CUDAExecutionProvider is used when onnxruntime-gpu offers it (``device="auto"``), with the fp16
-models when the bundle has them (``precision="auto"``); the CPU provider and fp32 otherwise.
+CUDAExecutionProvider is used when onnxruntime-gpu offers it and its sessions really get it
+(``device="auto"``; ``providers.open_session`` checks ``session.get_providers()``), with the fp16
+models when the bundle has them (``precision="auto"``) and GPU batch sizes; the CPU provider, fp32
+and CPU batch sizes otherwise, with a warning when CUDA was listed but did not load.
+``device="cuda"`` without a working CUDA provider is a ``ProviderError`` naming what is missing.
 ``precision="int8"`` runs the bundle's int8 decoder on CPU (faster, a little lower PSNR: the
 manifest's ``parity.decoder_int8``, ``bitlatent.export.quantize``) beside the fp32 text model.
 """
@@ -32,12 +35,11 @@ from bitlatent.generation import (
 from .bundle import LIBRARY_FILE, TOKENIZER_FILE, LatentLibrary, model_entry, read_manifest
 from .prior import sample_prior_cells
 from .prompts import PromptTokenizer, Tokenized
+from .providers import CUDA, Placement, open_session, requested_providers
 
 __all__ = ["OnnxGenerator", "Prediction", "Generation", "encode_png", "available_providers", "generate_images",
            "session_options", "cpu_decode_batch"]
 
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 DECODE_CACHE_BYTES = 2 << 20
 """CPU decoding works on chunks whose largest activation fits in about this many bytes (one core's L2)."""
 
@@ -113,6 +115,7 @@ def encode_png(image: np.ndarray, compress_level: int = 1) -> bytes:
 
 
 def available_providers() -> list[str]:
+    """The providers this onnxruntime lists (listed is not usable: ``providers.open_session`` checks)."""
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
@@ -123,7 +126,8 @@ class OnnxGenerator:
 
     Args:
         bundle_dir: the export folder (``manifest.json`` and the files it lists).
-        device: "auto" (CUDA when onnxruntime offers it), "cpu" or "cuda".
+        device: "auto" (CUDA when a session really gets it, else the CPU with a warning when CUDA was
+            listed), "cpu" or "cuda" (a ``ProviderError`` naming what is missing when CUDA does not load).
         precision: "auto" (fp16 on CUDA when the bundle has it, else fp32), "fp32", "fp16" (both
             models) or "int8" (the decoder, CPU only; the text model stays fp32).
         verify: check every file's sha256 against the manifest before loading.
@@ -143,26 +147,32 @@ class OnnxGenerator:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         self.bundle_dir = Path(bundle_dir)
         self.manifest: dict[str, Any] = read_manifest(self.bundle_dir, verify=verify)
-        available = ort.get_available_providers()
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda" and CUDA not in available:
-            raise RuntimeError(f"device='cuda' but onnxruntime offers only {available}; install onnxruntime-gpu")
-        use_cuda = device == "cuda" or (device == "auto" and CUDA in available)
-        self.providers = [CUDA, CPU] if use_cuda else [CPU]
-        self.precision = _precision(precision, set(self.manifest["models"]), use_cuda, self.bundle_dir)
+        models = set(self.manifest["models"])
+        # CUDA asked for (device allows it and onnxruntime lists it): the settings assume it until
+        # the first session says where it really runs.
+        asks_cuda = CUDA in requested_providers(device, ort.get_available_providers())
+        self.precision = _precision(precision, models, asks_cuda, self.bundle_dir)
+        options = session_options(threads, spinning)
+        self.text_session, self.placement = self._open_text(options, device)
+        self.device = "cuda" if self.placement.on_cuda else "cpu"
+        """Where the sessions run; the decoder and prior are opened on it, so all sessions agree."""
+        if asks_cuda and not self.placement.on_cuda:  # "auto" fell back to the CPU: CPU settings
+            cpu_precision = _precision(precision, models, False, self.bundle_dir)
+            if cpu_precision != self.precision:
+                self.precision = cpu_precision
+                self.text_session, _ = self._open_text(options, self.device)
+        self.providers = list(self.placement.providers)
+        """The providers the sessions really run on (``session.get_providers()``)."""
+        on_cuda = self.placement.on_cuda
         self.max_batch = int(max_batch)
         if decode_batch is not None and int(decode_batch) < 1:
             raise ValueError(f"decode_batch must be >= 1, got {decode_batch}")
         self.decode_batch = min(int(decode_batch), self.max_batch) if decode_batch is not None else (
-            self.max_batch if use_cuda else cpu_decode_batch(self.manifest, self.max_batch))  # fmt: skip
+            self.max_batch if on_cuda else cpu_decode_batch(self.manifest, self.max_batch))  # fmt: skip
 
-        options = session_options(threads, spinning)
         suffix = f"_{self.precision}" if self.precision != "fp32" else ""
-        self._text_entry = model_entry(self.manifest, "text_to_latent" + ("_fp16" if self.precision == "fp16" else ""))
         self._decoder_entry = model_entry(self.manifest, "decoder" + suffix)
-        self.text_session = ort.InferenceSession(str(self.bundle_dir / self._text_entry["file"]), options, providers=self.providers)
-        self.decoder_session = ort.InferenceSession(str(self.bundle_dir / self._decoder_entry["file"]), options, providers=self.providers)
+        self.decoder_session, _ = open_session(self.bundle_dir / self._decoder_entry["file"], options, self.device)
         self._text_outputs = [o.name for o in self.text_session.get_outputs()]
         self.prior_session = None
         if "prior" in self.manifest["models"] and "prior_tokens" in self._text_outputs:
@@ -170,7 +180,7 @@ class OnnxGenerator:
             # One thread: a step is ~290 tiny ops on one cell; waking a second thread for each costs
             # more than it saves.
             prior_options = session_options(1, spinning)
-            self.prior_session = ort.InferenceSession(str(prior_file), prior_options, providers=self.providers)
+            self.prior_session, _ = open_session(prior_file, prior_options, self.device)
 
         spec = self.manifest["latent_spec"]
         self.latent_shape = (int(spec["bits_per_cell"]), int(spec["h"]), int(spec["w"]))
@@ -182,6 +192,11 @@ class OnnxGenerator:
         lib = self.manifest.get("library")
         if lib:
             self.library = LatentLibrary.load(self.bundle_dir / lib.get("file", LIBRARY_FILE), self.latent_shape, spec.get("bit_order", "big"))
+
+    def _open_text(self, options: Any, device: str) -> tuple[Any, Placement]:
+        """The text model at ``self.precision`` on ``device``, and where it really runs."""
+        self._text_entry = model_entry(self.manifest, "text_to_latent" + ("_fp16" if self.precision == "fp16" else ""))
+        return open_session(self.bundle_dir / self._text_entry["file"], options, device)
 
     # ------------------------------------------------------------------ properties
 
@@ -195,7 +210,9 @@ class OnnxGenerator:
         return MODES if self.library is not None and "code_bits" in self._text_outputs else ("generate",)
 
     def describe(self) -> dict[str, Any]:
-        return {"bundle": str(self.bundle_dir), "providers": self.providers, "precision": self.precision,
+        """What is loaded and where it runs: ``providers`` are the ones the sessions really use."""
+        return {"bundle": str(self.bundle_dir), "device": self.device, "providers": self.providers,
+                "precision": self.precision, "decode_batch": self.decode_batch,
                 "models": {"decoder": self._decoder_entry["file"], "text_to_latent": self._text_entry["file"]},
                 "image_size": self.image_size, "latent_shape": list(self.latent_shape),
                 "max_prompt_tokens": self.max_prompt_tokens, "modes": list(self.modes),

@@ -7,6 +7,10 @@ handlers, so this module assembles the same pieces itself: a fresh FastAPI app, 
 
     GET  /v2/health/live  /v2/health/ready  /v2/models/<name>/ready     health and readiness
     GET  /v2  /v2/models/<name>                                         server / model metadata
+                                                                        (the model's: platform
+                                                                        "onnxruntime_onnx" and
+                                                                        "parameters" with the
+                                                                        providers really in use)
     POST /v2/models/<name>/infer                                        Open Inference Protocol v2
     GET  /metrics                                                       Prometheus
 
@@ -182,6 +186,18 @@ class RequestGuard:
         return None, scope
 
 
+def _with_runtime(metadata, model: BitlatentModel):
+    """KServe's model-metadata endpoint plus where the model runs: ``platform`` "onnxruntime_onnx"
+    (Triton's name for ONNX Runtime models; KServe leaves it empty) and ``parameters`` =
+    ``BitlatentModel.runtime()`` (device, the providers its sessions really use, precision, ...)."""
+
+    async def model_metadata(model_name: str) -> dict[str, Any]:
+        response = (await metadata(model_name)).model_dump(exclude_none=True)
+        return {**response, "platform": "onnxruntime_onnx", "parameters": model.runtime()}
+
+    return model_metadata
+
+
 def build_app(model: BitlatentModel, max_body_bytes: int | None = None):
     """A FastAPI app serving ``model`` (loaded) through KServe's v2 endpoints, behind ``RequestGuard``."""
     from fastapi import FastAPI
@@ -205,7 +221,7 @@ def build_app(model: BitlatentModel, max_body_bytes: int | None = None):
         ("/v2/health/live", v2.live, dm.ServerLiveResponse, "GET"),
         ("/v2/health/ready", v2.ready, dm.ServerReadyResponse, "GET"),
         ("/v2/models", v2.models, dm.ListModelsResponse, "GET"),
-        ("/v2/models/{model_name}", v2.model_metadata, dm.ModelMetadataResponse, "GET"),
+        ("/v2/models/{model_name}", _with_runtime(v2.model_metadata, model), None, "GET"),
         ("/v2/models/{model_name}/ready", v2.model_ready, dm.ModelReadyResponse, "GET"),
         ("/v2/models/{model_name}/infer", v2.infer, None, "POST"),
     ):

@@ -97,6 +97,14 @@ class BitlatentModel(kserve.Model):
     def stop(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def runtime(self) -> dict[str, Any]:
+        """Where and how the model runs, for the v2 model metadata (``app.build_app``): the device,
+        the ONNX Runtime providers its sessions really use, precision, decoder batch, modes."""
+        if self.generator is None:
+            return {}
+        described = self.generator.describe()
+        return {key: described[key] for key in ("device", "providers", "precision", "decode_batch", "modes")}
+
     def get_input_types(self) -> list[dict[str, Any]]:
         return [{"name": PROMPT_INPUT, "datatype": "BYTES", "shape": [-1]}]
 
