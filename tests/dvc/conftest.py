@@ -23,33 +23,7 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-PROJECT = Path(__file__).resolve().parents[2]
-
-# Parameters small enough for a 2-core CPU: 160 pairs of 32x32, 512-bit latents.
-TINY = {
-    "parameters_data_validation.yml": {
-        "data": {"max_pairs": 160, "image_size": 32, "rows_per_shard": 40, "chunk_rows": 160},
-    },
-    "parameters_decoder_pretraining.yml": {
-        "decoder": {"latent_h": 8, "latent_w": 8, "bits_per_cell": 8, "widths": [32, 24, 16],
-                    "blocks_per_stage": [1, 1, 1]},
-        "pretraining": {"train": {"epochs": 3, "batch_size": 16, "progress": False}},
-    },
-    "parameters_latent_adaptation.yml": {
-        "latent_adaptation": {"train": {"fit_steps": 10, "fit_batch_size": 64, "progress": False}},
-    },
-    "parameters_alignment.yml": {
-        "alignment": {"model": {"width": 32, "layers": 1, "code_bits": 32},
-                      "train": {"epochs": 2, "batch_size": 32, "progress": False}},
-    },
-    "parameters_evaluation.yml": {
-        "evaluation": {"codec_images": 10, "grid_images": 4, "max_images_per_split": 100,
-                       "generated_captions": 20},
-    },
-    "parameters_export.yml": {
-        "export": {"fp16": False, "parity_batch": 2},
-    },
-}
+from tests.tiny_project import PROJECT, TINY_PARAMETERS, copy_project, merge
 
 # cache: false outputs live in git; the project's .gitignore must not ignore them
 # (test_dvc_yaml.test_uncached_outputs_are_committed_by_git checks the real one).
@@ -57,17 +31,8 @@ GIT_TRACKED = ("data/08_reporting/metrics.json", "data/08_reporting/pretraining_
                "data/08_reporting/alignment_curves.json", "data/08_reporting/rate_distortion/bitlatent.json",
                "data/08_reporting/rate_distortion/jpeg.json", "data/08_reporting/rate_distortion/webp.json")
 
-COPIED_FILES = ("pyproject.toml", ".telemetry", ".gitignore", "dvc.yaml", ".dvcignore",
-                ".dvc/config", ".dvc/.gitignore")
-
-
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
+# besides tests.tiny_project.copy_project's
+COPIED_FILES = (".gitignore", "dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore")
 
 
 def command_env(home: Path) -> dict[str, str]:
@@ -119,7 +84,7 @@ class DvcRepo:
         path = self.root / "conf" / "base" / name
         round_trip = YAML()
         content = round_trip.load(path.read_text())
-        _merge(content, update)
+        merge(content, update)
         with path.open("w") as stream:
             round_trip.dump(content, stream)
 
@@ -141,16 +106,16 @@ def tree_digest(root: Path, *paths: str) -> dict[str, str]:
 
 
 def make_repo(root: Path) -> DvcRepo:
-    """Copy the project into ``root`` (tiny parameters), ``git init`` and commit it."""
+    """Copy the project into ``root`` (the tiny parameters of tests.tiny_project), ``git init`` and
+    commit it."""
     assert PROJECT.resolve() not in root.resolve().parents, "the copy's default remote would be the project's"
     root.mkdir(parents=True)
+    copy_project(root)
     for name in COPIED_FILES:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PROJECT / name, root / name)
-    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
     (root / "conf" / "local" / ".gitkeep").touch()
-    shutil.copytree(PROJECT / "src", root / "src",
+    shutil.copytree(PROJECT / "src", root / "src", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
     for folder in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input",
                    "06_models", "07_model_output", "08_reporting"):
@@ -161,8 +126,9 @@ def make_repo(root: Path) -> DvcRepo:
     gitignore.write_text(gitignore.read_text() + "".join(f"!{path}\n" for path in GIT_TRACKED))
 
     repo = DvcRepo(root, command_env(root.parent / f"{root.name}-home"))
-    for name, update in TINY.items():
-        repo.write_params(name, update)
+    for path in sorted((root / "conf" / "base").glob("parameters*.yml")):
+        groups = repo.params(path.name) or {}
+        repo.write_params(path.name, {key: TINY_PARAMETERS[key] for key in groups if key in TINY_PARAMETERS})
     repo.git("init", "-q", "-b", "main")
     repo.git("config", "user.email", "dvc-tests@bitlatent.invalid")
     repo.git("config", "user.name", "bitlatent DVC tests")

@@ -16,7 +16,7 @@ import yaml
 from configobj import ConfigObj
 
 from bitlatent.datasets.models import LatentParts
-from tests.dvc.conftest import PROJECT
+from tests.tiny_project import PROJECT
 
 SRC = PROJECT / "src"
 # Kedro reads every conf/base/**/catalog*.yml

@@ -1,7 +1,8 @@
 """``dvc repro``, push/pull, parameter changes and ``dvc exp run`` on a tiny copy of the project.
 
-One reproduced repository is shared by the module (about a minute and a half on 2 cores);
-the tests run in file order and each leaves the repository committed and up to date.
+One reproduced repository is shared by the module (``dvc repro`` of the whole project is its
+slowest step); the tests run in file order, each also alone, and each leaves the repository
+committed and up to date.
 """
 
 from __future__ import annotations
@@ -9,17 +10,17 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
 import yaml
 
-from tests.dvc.conftest import GIT_TRACKED, PROJECT, DvcRepo, ran_stages, tree_digest
+from tests.dvc.conftest import GIT_TRACKED, DvcRepo, ran_stages, tree_digest
+from tests.tiny_project import PROJECT
 
 N = next(v["adaptation"]["num_jobs"] for v in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["vars"]
          if "adaptation" in v)
 JOBS = [f"latent_adaptation@{k}" for k in range(N)]
 PARTS = [f"data/07_model_output/latents/part-{k}-of-{N}" for k in range(N)]
 STAGES = {"data_validation", "decoder_pretraining", *JOBS, "alignment", "evaluation", "export"}
-# (before, after): the artifact links of DESIGN.md §3
+# (before, after): each stage after the stages whose artifacts it reads
 ORDER = [("data_validation", "decoder_pretraining"), *[("decoder_pretraining", j) for j in JOBS],
          *[(j, "alignment") for j in JOBS], ("alignment", "evaluation"), ("alignment", "export")]
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -94,18 +95,13 @@ def test_metrics_and_plots_render(reproduced, tmp_path):
     for image in ("pretraining_curves", "alignment_curves", "reconstruction_grid", "rate_distortion",
                   "generation_grid"):
         assert plots["data"][f"data/08_reporting/{image}.png"][0]["type"] == "image"
-    columnar = []
     for path, plot_ids in CURVES.items():
         curves = json.loads((repo.root / path).read_text())
-        if isinstance(curves, dict) and all(isinstance(v, list) and v and not isinstance(v[0], dict)
-                                            for v in curves.values()):
-            columnar.append(path)
-            continue
+        # DVC plots need a list of records [{step, loss, ...}, ...], not one list per column
+        assert isinstance(curves, list) and curves and all(isinstance(row, dict) for row in curves), path
         for plot_id, field in plot_ids.items():
             values = plots["data"][plot_id][0]["content"]["data"]["values"]
             assert values and {"step", field} <= set(values[0]), plot_id
-    if columnar:
-        pytest.xfail(f"{columnar}: one list per column; DVC plots need a list of records [{{step, loss, ...}}, ...]")
     assert not plots.get("errors"), plots["errors"]
 
 

@@ -1,5 +1,6 @@
-"""A fake registry of small Kedro pipelines with the names and dataset links of DESIGN.md §2-3,
-and helpers that read a compiled KFP pipeline back as a DAG of Kedro pipeline names."""
+"""A fake registry of small Kedro pipelines with the real pipelines' names and the datasets that
+link them (docs/architecture.md), and helpers that read a compiled KFP pipeline back as a DAG of
+Kedro pipeline names."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import pytest
 import yaml
 from kedro.pipeline import Pipeline, node
 
-PROJECT = Path(__file__).resolve().parents[2]
-
 
 def _node(inputs: list[str], outputs: list[str], name: str):
     def work(*args):
@@ -21,7 +20,7 @@ def _node(inputs: list[str], outputs: list[str], name: str):
 
 
 def fake_registry() -> dict[str, Pipeline]:
-    """The six pipelines as DESIGN.md §3 links them (real names where they exist)."""
+    """The six pipelines, linked by the artifacts they pass on (real names where they exist)."""
     registry = {
         "data_validation": Pipeline([
             _node(["params:data"], ["staged_image_shards", "candidate_pairs", "rejected_pairs",

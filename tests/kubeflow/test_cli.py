@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from bitlatent.kubeflow import kubeflow, main
 from bitlatent.kubeflow.cli import default_image
-from tests.kubeflow.conftest import PROJECT, Compiled
+from tests.kubeflow.conftest import Compiled
+from tests.tiny_project import PROJECT
 
 
 def test_main_compiles_offline(tmp_path, capsys):

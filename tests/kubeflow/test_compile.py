@@ -4,6 +4,7 @@ ParallelFor fan-out, resources, accelerators, caching, volumes and secrets."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kedro.pipeline import Pipeline, node
@@ -16,7 +17,9 @@ from bitlatent.kubeflow.compiler import (
     default_components,
     read_components,
 )
-from tests.kubeflow.conftest import EXPECTED_UPSTREAM, GPU_PIPELINES, PROJECT, Compiled
+from tests.kubeflow.conftest import EXPECTED_UPSTREAM, GPU_PIPELINES, Compiled
+from bitlatent.kubeflow.dag import PipelineDag, load_registry
+from tests.tiny_project import PROJECT, base_parameters
 
 IMAGE = "registry.example/bitlatent-pipeline:1.2.3"
 
@@ -201,8 +204,6 @@ def test_without_the_shared_volume_local_datasets_are_refused(tmp_path):
 
 
 def test_the_real_project_compiles(tmp_path):
-    from bitlatent.kubeflow.dag import load_registry
-
     path = compile_pipeline(tmp_path / "pipeline.yaml", IMAGE, 3, project_path=PROJECT)
     compiled = Compiled(path)
     assert compiled.pipelines == set(load_registry(PROJECT)) - {"__default__"}
@@ -215,3 +216,31 @@ def test_the_yaml_loads_back_in_kfp(compiled, tmp_path):
     pipeline = components.load_component_from_file(str(tmp_path / "pipeline.yaml"))
     assert pipeline.name == "bitlatent"
     assert set(pipeline.component_spec.inputs) == {"storage_root", "kedro_params"}
+
+
+def _leaves(value: Any, prefix: str):
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _leaves(child, f"{prefix}.{key}")
+    else:
+        yield prefix, value
+
+
+def test_no_parameter_leaves_a_path_on_the_pods_disk():
+    """A `data/...` path in parameters would land on the pod's own disk and vanish with it:
+    each one a pipeline reads must be moved to the shared volume by default_components()."""
+    base, defaults = base_parameters(), default_components()
+    for name, pipeline in PipelineDag.from_registry(load_registry(PROJECT)).pipelines.items():
+        moved = defaults.get(name)
+        for dataset in pipeline.inputs():
+            if not dataset.startswith("params:"):
+                continue
+            key = dataset.removeprefix("params:")
+            value: Any = base
+            for part in key.split("."):
+                value = value.get(part, {}) if isinstance(value, dict) else {}
+            for leaf, item in _leaves(value, key):
+                if isinstance(item, str) and item.startswith("data/"):
+                    assert moved and leaf in moved.params, (
+                        f"{name}: parameter {leaf}={item} is on the pod's disk")
+                    assert moved.params[leaf].startswith("{shared_root}/"), leaf

@@ -13,7 +13,8 @@ from bitlatent.kubeflow.dag import (
     unshared_inputs,
 )
 from bitlatent.kubeflow.compiler import cluster_catalog_config, read_globals
-from tests.kubeflow.conftest import EXPECTED_UPSTREAM, PROJECT
+from tests.kubeflow.conftest import EXPECTED_UPSTREAM
+from tests.tiny_project import PROJECT
 
 
 def _identity(x):
@@ -28,12 +29,12 @@ def test_dependencies_follow_the_datasets(registry):
     assert dag.upstream["latent_adaptation"]["decoder_pretraining"] == {"decoder", "latent_spec"}
 
 
-def test_order_is_design_order(registry):
+def test_order_is_the_run_order(registry):
     assert PipelineDag.from_registry(registry).order == list(DESIGN_ORDER)
 
 
-def test_order_breaks_ties_by_design_then_name():
-    # Nothing links these: DESIGN.md order first, unknown names after, alphabetically.
+def test_order_breaks_ties_by_run_order_then_name():
+    # Nothing links these: the run order first, unknown names after, alphabetically.
     registry = {name: Pipeline([node(_identity, f"in_{name}", f"out_{name}")])
                 for name in ["zeta", "export", "alpha", "data_validation"]}
     assert PipelineDag.from_registry(registry).order == ["data_validation", "export", "alpha", "zeta"]

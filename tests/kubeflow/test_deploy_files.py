@@ -11,7 +11,7 @@ import tomllib
 import yaml
 
 from bitlatent.kubeflow.compiler import read_components
-from tests.kubeflow.conftest import PROJECT
+from tests.tiny_project import PROJECT
 
 DOCKERFILE = PROJECT / "deploy" / "docker" / "Dockerfile.pipeline"
 DEPLOY = PROJECT / "deploy" / "kubeflow"

@@ -23,7 +23,7 @@ from kedro.io import DataCatalog
 
 from bitlatent.data.shards import ImageShards, ShardWriter
 from bitlatent.kubeflow.compiler import cluster_catalog_config, read_globals
-from tests.kubeflow.conftest import PROJECT
+from tests.tiny_project import PROJECT
 
 STORAGE, SHARED = "STORAGE-ROOT", "/SHARED-ROOT"
 # bitlatent's folder datasets read and write local files: they must be on the shared volume.

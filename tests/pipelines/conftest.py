@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,22 +11,13 @@ import pytest
 import yaml
 from kedro.io import DataCatalog
 
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-def load_conf(name: str) -> dict:
-    return yaml.safe_load((PROJECT / "conf" / "base" / name).read_text())
+from tests.tiny_project import PROJECT, copy_project
 
 
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
-    """pyproject.toml, conf/ and .telemetry in a temporary folder (outputs go to its data/)."""
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT / name, tmp_path / name)
-    shutil.copytree(PROJECT / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
-    (tmp_path / "conf" / "local").mkdir()
-    (tmp_path / "src").mkdir()  # the package itself is imported from the installed project
-    return tmp_path
+    """A scratch copy of the project (tests.tiny_project.copy_project) in a temporary folder."""
+    return copy_project(tmp_path)
 
 
 def kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -39,7 +29,7 @@ def kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.Completed
 
 def real_catalog(params: dict) -> DataCatalog:
     """The committed catalog.yml (paths relative to the cwd) plus the given parameters."""
-    catalog = DataCatalog.from_config(load_conf("catalog.yml"))
+    catalog = DataCatalog.from_config(yaml.safe_load((PROJECT / "conf" / "base" / "catalog.yml").read_text()))
     for key, value in params.items():
         catalog[f"params:{key}"] = value
     return catalog

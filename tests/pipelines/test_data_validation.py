@@ -6,14 +6,13 @@ import pytest
 from kedro.runner import SequentialRunner
 
 from bitlatent.pipelines.data_validation import create_pipeline
-from tests.pipelines.conftest import kedro, load_conf, real_catalog
+from tests.pipelines.conftest import kedro, real_catalog
+from tests.tiny_project import tiny_parameters
 
 
 def tiny_data_params(**overrides) -> dict:
-    data = load_conf("parameters_data_validation.yml")["data"]
-    data.update({"image_size": 32, "max_pairs": 120, "rows_per_shard": 50, "chunk_rows": 64})
-    data.update(overrides)
-    return data
+    """The tiny project's data parameters on 120 pairs: two ingest chunks, three shards."""
+    return tiny_parameters({"data": {"max_pairs": 120, "rows_per_shard": 50, "chunk_rows": 64, **overrides}})["data"]
 
 
 def test_sequential_runner_writes_every_artifact(tmp_path: Path, monkeypatch):

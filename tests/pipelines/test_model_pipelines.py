@@ -1,38 +1,35 @@
-"""Tiny end-to-end runs of pretraining → adaptation → evaluation with the real catalog."""
+"""Tiny end-to-end runs of pretraining → adaptation → alignment → evaluation with the real catalog,
+and the ``generate`` / ``evaluate`` commands on what they wrote. The runs are module fixtures, so
+that every test runs alone (``-k``) as well as with the others."""
 
 import json
 import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from kedro.runner import SequentialRunner
 
-from bitlatent.data.latent_shards import load_latent_shard
-from click.testing import CliRunner
-
 from bitlatent.cli import main as bitlatent_cli
+from bitlatent.data.latent_shards import load_latent_shard
 from bitlatent.pipelines import alignment, data_validation, decoder_pretraining, evaluation, latent_adaptation
-from tests.pipelines.conftest import load_conf, real_catalog
+from tests.pipelines.conftest import real_catalog
+from tests.tiny_project import tiny_parameters
 
-TINY_DECODER = {"latent_h": 8, "latent_w": 8, "bits_per_cell": 8, "widths": [32, 24, 16],
-                "blocks_per_stage": [1, 1, 1]}
+# Over the tiny project: long enough a pretraining and adaptation for the PSNR floor below, and
+# 40 generated captions over all 240 images (no cap per split: the library holds every training latent).
+LONGER = {
+    "pretraining": {"train": {"epochs": 12}},
+    "latent_adaptation": {"train": {"fit_steps": 30}},
+    "evaluation": {"codec_images": 20, "generated_captions": 40, "max_images_per_split": 1000},
+}
 
 
 def tiny_params(**adaptation) -> dict:
-    params = {}
-    for name in ("data_validation", "decoder_pretraining", "latent_adaptation", "alignment", "evaluation"):
-        params.update(load_conf(f"parameters_{name}.yml"))
-    params["data"].update({"image_size": 32, "max_pairs": 240, "rows_per_shard": 40, "chunk_rows": 120})
-    params["decoder"] = TINY_DECODER
-    params["pretraining"]["train"].update({"epochs": 12, "batch_size": 16, "checkpoint_every": 20,
-                                           "progress": False})
-    params["latent_adaptation"]["train"].update({"fit_steps": 30, "fit_batch_size": 64, "progress": False})
-    params["latent_adaptation"].update(adaptation)
-    params["alignment"]["model"].update({"width": 32, "layers": 1, "code_bits": 32})
-    params["alignment"]["train"].update({"epochs": 2, "batch_size": 32, "progress": False})  # 4 captions per image
-    params["evaluation"].update({"codec_images": 20, "grid_images": 4, "generated_captions": 40})
-    return params
+    return tiny_parameters(LONGER, {"latent_adaptation": adaptation})
 
 
 PIPELINES = {"data_validation": data_validation, "decoder_pretraining": decoder_pretraining,
@@ -43,19 +40,45 @@ def run(pipeline: str, params: dict) -> None:
     SequentialRunner().run(PIPELINES[pipeline].create_pipeline(), real_catalog(params))
 
 
+@contextmanager
+def working_directory(path: Path):
+    cwd = Path.cwd()
+    try:
+        os.chdir(path)
+        yield
+    finally:
+        os.chdir(cwd)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """data_validation + decoder_pretraining once for the module."""
     root = tmp_path_factory.mktemp("project")
-    cwd = Path.cwd()
-    try:
-        os.chdir(root)
+    with working_directory(root):
         params = tiny_params()
         run("data_validation", params)
         run("decoder_pretraining", params)
-    finally:
-        os.chdir(cwd)
     return root
+
+
+@dataclass
+class EndToEnd:
+    root: Path
+    first_indexes: list[dict]
+    """index.json of part-0-of-2 and part-1-of-2 after each job's first run."""
+
+
+@pytest.fixture(scope="module")
+def end_to_end(trained: Path) -> EndToEnd:
+    """On ``trained``: latent_adaptation as two jobs, job 1 run again, then alignment and evaluation."""
+    with working_directory(trained):
+        for part in (0, 1):
+            run("latent_adaptation", tiny_params(shard=part, num_shards=2))
+        first = [json.loads(p.read_text()) for p in sorted(Path("data/07_model_output/latents").glob("part-*-of-2/index.json"))]
+        run("latent_adaptation", tiny_params(shard=1, num_shards=2))  # a rerun of a finished job
+        run("alignment", tiny_params())
+        run("evaluation", tiny_params())
+    return EndToEnd(trained, first)
 
 
 def test_pretraining_writes_decoder_latents_curves_capacity(trained: Path, monkeypatch):
@@ -72,27 +95,29 @@ def test_pretraining_writes_decoder_latents_curves_capacity(trained: Path, monke
     assert Path("data/08_reporting/pretraining_curves.png").stat().st_size > 1000
 
 
-def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
-    monkeypatch.chdir(trained)
-    for part in (0, 1):
-        run("latent_adaptation", tiny_params(shard=part, num_shards=2))
+def test_adaptation_in_two_jobs_fits_every_shard_once(end_to_end: EndToEnd, monkeypatch):
+    monkeypatch.chdir(end_to_end.root)
     parts = sorted(Path("data/07_model_output/latents").glob("part-*-of-2"))
     assert [p.name for p in parts] == ["part-0-of-2", "part-1-of-2"]
-    done = [json.loads((p / "index.json").read_text()) for p in parts]
+    done = end_to_end.first_indexes
+    assert len(done) == 2
     units = done[0]["units"] + done[1]["units"]
     assert len(units) == len(set(units)) >= 3  # disjoint, together every adapt/test shard
 
     # A rerun of a finished job fits nothing: every shard is skipped.
-    run("latent_adaptation", tiny_params(shard=1, num_shards=2))
     again = json.loads((parts[1] / "index.json").read_text())
     assert again["skipped"] == len(again["units"]) and again["images"] == 0
 
-    run("alignment", tiny_params())
+
+def test_alignment_writes_the_model_and_lowers_the_loss(end_to_end: EndToEnd, monkeypatch):
+    monkeypatch.chdir(end_to_end.root)
     assert Path("data/06_models/text_to_latent/text_to_latent.safetensors").is_file()
     curves = json.loads(Path("data/08_reporting/alignment_curves.json").read_text())
     assert curves[-1]["loss"] < curves[0]["loss"]
 
-    run("evaluation", tiny_params())
+
+def test_evaluation_metrics(end_to_end: EndToEnd, monkeypatch):
+    monkeypatch.chdir(end_to_end.root)
     metrics = json.loads(Path("data/08_reporting/metrics.json").read_text())
     text = metrics["alignment"]
     assert 0.0 <= text["t2i_recall@1"] <= text["t2i_recall@5"] <= text["t2i_recall@10"] <= 1.0
@@ -129,10 +154,8 @@ def test_adaptation_in_two_jobs_then_evaluation(trained: Path, monkeypatch):
         assert Path("data/08_reporting", png).stat().st_size > 1000
 
 
-def test_generate_and_evaluate_commands(trained: Path, monkeypatch):
-    monkeypatch.chdir(trained)
-    if not Path("data/06_models/text_to_latent").is_dir():
-        pytest.skip("needs the alignment run of test_adaptation_in_two_jobs_then_evaluation")
+def test_generate_and_evaluate_commands(end_to_end: EndToEnd, monkeypatch):
+    monkeypatch.chdir(end_to_end.root)
     runner = CliRunner()
     done = runner.invoke(bitlatent_cli, ["generate", "a small red circle in the top left corner", "a blue star",
                                          "-o", "grid.png", "--samples", "3", "--temperature", "1", "--seed", "1",
@@ -146,14 +169,14 @@ def test_generate_and_evaluate_commands(trained: Path, monkeypatch):
     done = runner.invoke(bitlatent_cli, ["generate", " ", "-o", "empty.png"])
     assert done.exit_code != 0 and "empty" in done.output
 
-    (trained / "ext").mkdir(exist_ok=True)
+    Path("ext").mkdir(exist_ok=True)
     lines = ["image,caption"]
     from bitlatent.data.synthetic import SyntheticConfig, render_sample
     for index in range(6):
         pixels, caption, _ = render_sample(10_000 + index, SyntheticConfig(image_size=32))
-        Image.fromarray(pixels).save(trained / "ext" / f"{index}.png")
+        Image.fromarray(pixels).save(Path("ext", f"{index}.png"))
         lines.append(f'{index}.png,"{caption}"')
-    (trained / "ext" / "captions.csv").write_text("\n".join(lines) + "\n")
+    Path("ext", "captions.csv").write_text("\n".join(lines) + "\n")
     done = runner.invoke(bitlatent_cli, ["evaluate", "--format", "csv", "--path", "ext/captions.csv",
                                          "--steps", "10", "-o", "ext.json"])
     assert done.exit_code == 0, done.output
