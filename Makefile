@@ -16,11 +16,12 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test bench clean-data help
+.PHONY: install run test test-fast bench clean-data help
 
 help:
 	@echo "make run     set up .venv and run every pipeline on the embedded synthetic data (kedro run)"
-	@echo "make test    set up .venv and run the whole test suite"
+	@echo "make test    set up .venv and run the whole test suite (what CI runs)"
+	@echo "make test-fast  the unit tests only, without the end-to-end files (tests/conftest.py E2E_FILES)"
 	@echo "make bench   run the benchmarks (see benchmarks/README.md)"
 
 $(STAMP): pyproject.toml
@@ -36,6 +37,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# The edit-test loop: every test but those marked e2e.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not e2e"
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
