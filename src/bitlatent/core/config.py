@@ -1,5 +1,5 @@
-"""``TrainConfig``: everything that steers ``train.pretrain`` and ``train.fit_latents`` (also read
-by ``ddp.pretrain_distributed``). Import it from ``bitlatent.core.train``.
+"""``TrainConfig``: everything that steers ``train.pretrain`` (in one process or under ``torchrun``)
+and ``train.fit_latents``. Import it from ``bitlatent.core.train``.
 
 The pipelines read it from ``pretraining.train`` (conf/base/parameters_decoder_pretraining.yml)
 and ``latent_adaptation.train`` (conf/base/parameters_latent_adaptation.yml), which name every

@@ -1,8 +1,7 @@
 """What the training loops share besides the model: device and mixed precision (``Runtime``),
 the decoder's init and optimiser, reading a batch of uint8 images, the per-sample loss, the
 learning-rate schedule and the per-epoch permutation. Used by ``train`` (``pretrain``,
-``fit_latents``) and ``ddp``; ``ddp``'s equivalence with single-process ``pretrain`` rests on both
-calling these same functions.
+``fit_latents``), in one process or several (``distributed``).
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ def resolve_device(name: str) -> torch.device:
 
 class Runtime:
     """Device, autocast and gradient scaler, resolved once from the config (``device`` overrides
-    ``cfg.device``, e.g. one GPU per process under DDP)."""
+    ``cfg.device``, e.g. one GPU per process under DDP: ``distributed.ProcessGroup.device``)."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device | None = None):
         self.device = device if device is not None else resolve_device(cfg.device)

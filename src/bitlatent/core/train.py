@@ -51,6 +51,7 @@ from bitlatent.runs import RunIdentity, array_digest, code_digest, weights_diges
 from .checkpoint import load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, save_checkpoint, subtable
 from .config import RESUME_FREE, TrainConfig
 from .decoder import BinaryLatentDecoder, DecoderConfig
+from .distributed import ProcessGroup, owned_rows
 from .latents import LatentTable
 from .metrics import psnr_from_mse
 from .runtime import (Runtime, check_images, cosine_schedule, decoder_optimizer, epoch_permutation, init_decoder,
@@ -81,8 +82,9 @@ first steps can still flip the bits the image disagrees with."""
 class PretrainResult:
     decoder: BinaryLatentDecoder
     """The trained decoder (eval mode)."""
-    latents: LatentTable
-    """The subset's latents, row i <-> ``indices[i]``; export with ``latents.packed()``."""
+    latents: LatentTable | None
+    """The subset's latents, row i <-> ``indices[i]``; export with ``latents.packed()``. None on the
+    ranks other than 0 of a distributed run."""
     curves: dict[str, list[float]]
     """Per step: step, loss, psnr (of the batch), hardness, wall_time (s, cumulative)."""
     indices: np.ndarray
@@ -144,21 +146,28 @@ def pretrain(
     step (``step`` = steps done). ``data`` joins the run's identity (``pretrain_identity``): a
     checkpoint in ``checkpoint_dir`` is resumed only by the same run. Returns the decoder, the
     latent table and the curves.
+
+    Inside an initialised process group (``torchrun``) every rank calls it with the same arguments
+    and trains its share of the latents (``core.distributed``); rank 0 writes the checkpoints and
+    alone gets the whole latent table (``latents`` is None on the other ranks).
     """
     cfg = config or TrainConfig()
-    rt = Runtime(cfg)
+    group = ProcessGroup.current()
+    rt = Runtime(cfg, device=group.device(cfg))
     decoder = init_decoder(decoder, cfg.seed)
     spec = decoder.latent_spec
     check_images(images, spec.image_size)
     indices = row_indices(indices, len(images))
     n = len(indices)
     decoder.to(rt.device, memory_format=rt.memory_format).train()
-    capacity_report(spec, n, decoder)
+    if group.rank == 0:
+        capacity_report(spec, n, decoder)
 
-    table = LatentTable(
-        n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1, device=rt.device, betas=cfg.latent_betas,
-        clip=cfg.logit_clip or None,
+    table = LatentTable(  # this rank's rows of the table (all of them in one process)
+        len(owned_rows(n, group.rank, group.world_size)), spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1,
+        device=rt.device, betas=cfg.latent_betas, clip=cfg.logit_clip or None,
     )  # fmt: skip
+    model = group.wrap(decoder, rt.device)
     opt = decoder_optimizer(decoder, cfg)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
@@ -166,54 +175,68 @@ def pretrain(
 
     curves, start, wall_before = new_curves("epoch"), 0, 0.0
     path = Path(checkpoint_dir) / PRETRAIN_CHECKPOINT if checkpoint_dir is not None else None
-    if path is not None and path.exists():
-        tensors, curves, state = load_checkpoint(path)
+    saved = group.broadcast(load_checkpoint(path) if group.rank == 0 and path is not None and path.exists() else None)
+    if saved is not None:
+        tensors, curves, state = saved
         identity.check(state["identity"], path)
         decoder.load_state_dict(subtable("decoder.", tensors))
-        table.load_state_dict(subtable("latents.", tensors))
+        table.load_state_dict(group.own_rows(subtable("latents.", tensors)))
         optimizer_from_tensors(opt, tensors, state["optimizer"])
         if rt.scaler is not None and state.get("scaler"):
             rt.scaler.load_state_dict(state["scaler"])
         start, wall_before = state["step"], state["wall_time"]
         logger.info("pretrain: resumed from %s at step %d/%d", path, start, total)
 
-    def save(step: int, wall: float) -> None:
+    def save(step: int, wall: float) -> None:  # on every rank: the table is gathered to rank 0
+        rows = group.gather_rows(table.state_dict(), n)
+        if group.rank != 0:
+            return
         opt_tensors, opt_meta = optimizer_to_tensors(opt)
         tensors = {**{f"decoder.{k}": v for k, v in decoder.state_dict().items()},
-                   **{f"latents.{k}": v for k, v in table.state_dict().items()}, **opt_tensors}  # fmt: skip
+                   **{f"latents.{k}": v for k, v in rows.items()}, **opt_tensors}  # fmt: skip
         state = {"step": step, "total_steps": total, "wall_time": wall, "seed": cfg.seed,
-                 "identity": identity.to_dict(), "optimizer": opt_meta, "scaler": rt.scaler.state_dict() if rt.scaler is not None else None}  # fmt: skip
+                 "identity": identity.to_dict(), "optimizer": opt_meta,
+                 "scaler": rt.scaler.state_dict() if rt.scaler is not None else None}  # fmt: skip
         save_checkpoint(path, tensors, curves, state)
 
-    bar = tqdm(total=total, initial=start, desc="pretrain", disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, desc="pretrain", disable=not cfg.progress or group.rank != 0,
+               dynamic_ncols=True)  # fmt: skip
     t0 = time.perf_counter()
     perm, perm_epoch = None, -1
     for step in range(start, total):
         epoch, it = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perm, perm_epoch = epoch_permutation(cfg.seed, epoch, n), epoch
-        rows = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]  # (B,) rows of the table
-        x = load_batch(images, indices[rows.numpy()], rt.device)  # (B, 3, H, W)
-        rows = rows.to(rt.device)
+        batch = perm[it * cfg.batch_size : (it + 1) * cfg.batch_size]  # (B,) global rows, the same on every rank
+        mine = batch[batch % group.world_size == group.rank] if group.distributed else batch  # (b,) owned
+        x = load_batch(images, indices[mine.numpy()], rt.device)  # (b, 3, H, W)
+        rows = (mine // group.world_size).to(rt.device)  # (b,) rows of this rank's table
 
         hardness = hardness_at(step / max(total, 1), cfg.hard_from)
         lr_factor = cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
-        for group in opt.param_groups:
-            group["lr"] = cfg.decoder_lr * lr_factor
-        logits = table.gather(rows)  # (B, C, h, w), leaf
-        z = binarize(logits, hardness)  # (B, C, h, w)
-        out = rt.decode(decoder, z)  # (B, 3, H, W)
-        mse = mse_per_sample(out, x)  # (B,)
-        loss = mse.mean()
+        for param_group in opt.param_groups:
+            param_group["lr"] = cfg.decoder_lr * lr_factor
+        logits = table.gather(rows)  # (b, C, h, w), leaf
+        z = binarize(logits, hardness)  # (b, C, h, w)
+        empty = len(rows) == 0  # a rank that owns no row of the batch still joins the all-reduce,
+        if empty:  # with a zero-weighted dummy sample (empty batches break some backward kernels)
+            z = torch.zeros(1, *spec.shape, device=rt.device)
+        out = rt.decode(model, z)  # (b, 3, H, W)
+        if empty:
+            mse, loss = out.new_zeros(0), out.sum() * 0.0
+        else:
+            mse = mse_per_sample(out, x)  # (b,)
+            # under DDP, W/B * sum(own) averages over the W ranks to the mean over the global batch
+            loss = mse.sum() * (group.world_size / len(batch)) if group.distributed else mse.mean()
 
         opt.zero_grad(set_to_none=True)
         if rt.scaler is not None:
             rt.scaler.scale(loss).backward()
             rt.scaler.unscale_(opt)
-            latent_grad = logits.grad / rt.scaler.get_scale()
+            latent_grad = logits.grad / rt.scaler.get_scale() if not empty else torch.zeros_like(logits)
         else:
             loss.backward()
-            latent_grad = logits.grad
+            latent_grad = logits.grad if not empty else torch.zeros_like(logits)
         if cfg.decoder_grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.decoder_grad_clip)
         if rt.scaler is not None:
@@ -221,11 +244,18 @@ def pretrain(
             rt.scaler.update()
         else:
             opt.step()
-        if bool(torch.isfinite(latent_grad).all()):
-            # d(mean loss)/d latent * B = d(own loss)/d latent: independent of the batch size
-            table.step(rows, latent_grad * len(rows), cfg.latent_lr * cosine_schedule(step, total, cfg.min_lr_ratio))
+        if group.distributed:  # the global batch's MSE sum, and whether any rank's latent gradient is not finite
+            mse_sum, bad = group.all_sum([mse.detach().sum().item(), float(not bool(torch.isfinite(latent_grad).all()))],
+                                         rt.device)  # fmt: skip
+            finite, loss_value = bad == 0, mse_sum / len(batch)
+            mse_value = loss_value
+        else:
+            finite, loss_value, mse_value = bool(torch.isfinite(latent_grad).all()), loss.item(), mse.mean().item()
+        if finite and not empty:
+            # d(mean loss)/d latent * B = d(own loss)/d latent: independent of the batch size (and of W)
+            lr = cfg.latent_lr * cosine_schedule(step, total, cfg.min_lr_ratio)
+            table.step(rows, latent_grad * (len(batch) / group.world_size if group.distributed else len(rows)), lr)
 
-        loss_value, mse_value = loss.item(), mse.mean().item()
         wall = wall_before + time.perf_counter() - t0
         record = {"step": step + 1, "loss": loss_value, "psnr": psnr_from_mse(mse_value), "hardness": hardness,
                   "wall_time": wall, "epoch": epoch}  # fmt: skip
@@ -238,9 +268,18 @@ def pretrain(
         if callback is not None:
             callback(step + 1, record)
     bar.close()
-    if path is not None and not path.exists():  # zero-step run
+    if path is not None and total == 0 and saved is None:  # zero-step run
         save(total, wall_before)
-    return PretrainResult(decoder=decoder.eval(), latents=table, curves=curves, indices=indices)
+    latents: LatentTable | None = table
+    if group.distributed:
+        rows = group.gather_rows(table.state_dict(), n)
+        latents = None
+        if rows is not None:
+            latents = LatentTable(n, spec, init_std=cfg.latent_init_std, seed=cfg.seed + 1,
+                                  betas=cfg.latent_betas, clip=cfg.logit_clip or None)  # fmt: skip
+            latents.load_state_dict(rows)
+        group.barrier()
+    return PretrainResult(decoder=decoder.eval(), latents=latents, curves=curves, indices=indices)
 
 
 # ----------------------------------------------------------------------------- stage 2

@@ -34,7 +34,8 @@ def pretrain_decoder(
     checkpoint folder's key, so a change of the fitting settings alone never restarts pretraining.
 
     Returns the decoder (with its recipe), the latent spec, the pretrain latents (one latent shard per image
-    shard), the training curves, their plot and the capacity report.
+    shard), the training curves, their plot and the capacity report. Under ``torchrun``
+    (``decoder_pretraining.distributed``) every rank runs this node; ranks other than 0 return Nones.
     """
     config = PretrainingConfig.from_dict(pretraining)
     train = config.train
@@ -50,6 +51,8 @@ def pretrain_decoder(
     checkpoint_dir = run_folder(config.checkpoint_root, pretrain_identity(decoder_config, train, images, data=data))
     log.info("pretraining on %d images, checkpoints in %s", len(images), checkpoint_dir)
     result = pretrain(images, decoder_config, train, checkpoint_dir=checkpoint_dir, data=data)
+    if result.latents is None:  # a rank other than 0 under torchrun (``distributed``): rank 0 writes
+        return None, None, None, None, None, None
 
     attach_fit_recipe(result.decoder, FitRecipe.from_train(TrainConfig.from_dict(fitting, "latent_adaptation.train")))
     spec = result.decoder.latent_spec
