@@ -20,7 +20,8 @@ plain function (pytest may be absent on the GPU machine):
 * ``torchrun_1`` / ``torchrun_2``: the pretraining under ``torchrun`` with 1 process, and 2 when
   two GPUs are there (``core.distributed``): images/s.
 
-It writes ``benchmarks/results/gpu_check.json``: the GPU's name, torch / CUDA / cuDNN /
+It writes ``benchmarks/results/gpu_check.json`` (``gpu_check_cpu.json`` without a GPU, so a CPU
+run never replaces the GPU figures; ``run_all.py`` gathers it): the GPU's name, torch / CUDA / cuDNN /
 onnxruntime versions, peak GPU memory, each check's figures and whether it passed, and what was
 skipped and why. Without a GPU it runs the CPU-capable parts at a tiny size (seconds), prints what
 it skipped, and exits 0 when they pass; it exits 1 when a check that ran failed.
@@ -49,7 +50,8 @@ for _key, _value in (("ORT_DISABLE_TELEMETRY", "1"), ("DO_NOT_TRACK", "1"), ("HF
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
-RESULT = HERE / "results" / "gpu_check.json"
+RESULTS = Path(os.environ.get("BITLATENT_BENCH_RESULTS") or HERE / "results")
+"""Where the JSON goes by default (``benchmarks/common.py``'s folder; tests point it elsewhere)."""
 FLICKR8K_PARAMETERS = PROJECT / "conf" / "flickr8k" / "parameters.yml"
 FLICKR8K_DECODER = {"image_size": 64, "latent_h": 16, "latent_w": 16, "bits_per_cell": 8,
                     "widths": [128, 64, 32], "blocks_per_stage": [2, 1, 1]}  # fmt: skip
@@ -360,8 +362,11 @@ def run(out: Path) -> int:
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     size = GPU_SIZE if cuda else CPU_SIZE
-    report: dict[str, Any] = {"environment": environment(), "size": "gpu" if cuda else "cpu-tiny", "checks": {},
-                              "skipped": {}}  # fmt: skip
+    env = environment()
+    report: dict[str, Any] = {"device": device, "environment": env, "size": "gpu" if cuda else "cpu-tiny",
+                              "machine": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                          **({"gpu": env["gpu"]} if cuda else {})},
+                              "checks": {}, "skipped": {}}  # fmt: skip
     dec, _ = configs(size, device)
     images, source = synthetic_images(size.images, dec.image_size)
     report["images_source"] = source
@@ -423,7 +428,6 @@ def run(out: Path) -> int:
     }  # fmt: skip
     report["wall_s"] = round(time.perf_counter() - start, 1)
     report["passed"] = all(c["passed"] for c in checks.values())
-    report["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_suffix(".json.tmp")
     tmp_out.write_text(json.dumps(report, indent=2, default=str))
@@ -437,12 +441,14 @@ def run(out: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULT, help="Where the JSON of figures goes.")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Where the JSON goes (default: results/gpu_check.json, gpu_check_cpu.json without a GPU).")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)  # one torchrun process
     args = parser.parse_args(argv)
     if args.worker is not None:
         return worker(args.worker)
-    return run(args.out)
+    default = RESULTS / ("gpu_check.json" if torch.cuda.is_available() else "gpu_check_cpu.json")
+    return run(args.out or default)
 
 
 if __name__ == "__main__":

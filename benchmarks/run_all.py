@@ -8,7 +8,8 @@ ingest (``--sizes``), vae_comparison, adaptation_speed, rate_distortion and deco
 size only) and inference (``--quick`` when it supports it). Each writes ``results/<name>.json``;
 this script then writes ``results.json`` (machine, date, versions, what ran, every result),
 ``results.md`` (tables) and PNG plots in ``results/``. When torch sees a GPU, the torch benchmarks run a second time with
-``--device cuda`` and their GPU figures (``results/<name>_cuda.json``) sit beside the CPU ones.
+``--device cuda`` and their GPU figures (``results/<name>_cuda.json``) sit beside the CPU ones,
+and ``gpu_check`` (``make gpu-check``) adds its GPU figures (``results/gpu_check.json``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def plan(quick: bool, gpu: bool = False) -> list[tuple[str, list[str], int]]:
     if gpu:
         steps += [(f"{name}_cuda", [*args, "--device", "cuda"], timeout)
                   for name, args, timeout in list(steps) if name in GPU_BENCHMARKS]
+        steps.append(("gpu_check", [], 900))
     return steps
 
 
@@ -273,6 +275,16 @@ def md_rate_distortion(res: dict) -> list[str]:
     return lines
 
 
+def md_gpu_check(res: dict) -> list[str]:
+    """``gpu_check.json``: its figures, then each check passed / failed and what was skipped."""
+    lines = ["| figure | value |", "| --- | ---: |"]
+    lines += [f"| {k} | {_f(v) if not isinstance(v, list) else ', '.join(map(str, v))} |" for k, v in res.get("figures", {}).items()]
+    lines += ["", "| check | result |", "| --- | --- |"]
+    lines += [f"| {k} | {'passed' if c.get('passed') else 'FAILED ' + str(c.get('error', ''))} |" for k, c in res.get("checks", {}).items()]
+    lines += [f"| {k} | skipped: {why} |" for k, why in res.get("skipped", {}).items()]
+    return lines
+
+
 def md_generic(res: dict, prefix: str = "") -> list[str]:
     lines = []
 
@@ -336,7 +348,7 @@ def main() -> None:
         md.append(f"| {r['name']} | {r['status']} | {_f(r.get('seconds'), 1)} | {r.get('note', '')} |")
     md.append("")
     render = {"ingest": md_ingest, "vae_comparison": md_vae, "adaptation_speed": md_adaptation,
-              "inference": md_inference, "rate_distortion": md_rate_distortion}
+              "inference": md_inference, "rate_distortion": md_rate_distortion, "gpu_check": md_gpu_check}
     for name, res in results.items():
         date = res.get("machine", {}).get("date", "?")
         where = res.get("machine", {}).get("gpu", "GPU") if res.get("device") == "cuda" else "CPU"
