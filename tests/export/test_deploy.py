@@ -210,6 +210,48 @@ def test_server_dockerfile_pins_match_the_project():
     assert "--no-deps" in dockerfile and "'torch' not in sys.modules" in dockerfile
 
 
+def test_gpu_server_dockerfile_has_cuda_and_the_gpu_pin():
+    dockerfile = (PROJECT / "deploy" / "docker" / "Dockerfile.server-gpu").read_text()
+    pyproject = (PROJECT / "pyproject.toml").read_text()
+    server = (PROJECT / "deploy" / "docker" / "Dockerfile.server").read_text()
+    pinned = re.search(r'"onnxruntime-gpu==([^"]+)"', pyproject).group(1)
+    assert f"ARG ORT=onnxruntime-gpu=={pinned}" in dockerfile
+    base = re.search(r"ARG CUDA_IMAGE=(\S+)", dockerfile).group(1)  # the pin is a CUDA 13 / cuDNN 9 build
+    assert base.startswith("nvidia/cuda:13.") and "cudnn" in base and "FROM ${CUDA_IMAGE}" in dockerfile
+    for package in ("tokenizers", "numpy", "pillow", "kserve", "protobuf"):  # the CPU server's serving pins
+        assert re.search(rf"{package}==\S+", dockerfile).group(0) == re.search(rf"{package}==\S+", server).group(0)
+    assert "python /opt/bitlatent/check_cuda.py" in dockerfile and '"--device", "cuda"' in dockerfile
+
+
+def load_check_cuda():
+    return load_module(PROJECT / "deploy" / "docker" / "check_cuda.py", "check_cuda")
+
+
+def test_the_cuda_check_graph_is_the_one_node_add_graph():
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x, y = (helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 4]) for name in ("x", "y"))
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "add", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+    graph_bytes = load_check_cuda().ADD_MODEL
+    assert graph_bytes == model.SerializeToString()
+    session = ort.InferenceSession(graph_bytes, providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.ones((1, 4), np.float32)})[0].tolist() == [[2.0] * 4]
+
+
+def test_the_cuda_check_fails_where_onnxruntime_has_no_cuda():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider: the image check covers it")
+    done = subprocess.run([sys.executable, str(PROJECT / "deploy" / "docker" / "check_cuda.py")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0 and "has no CUDAExecutionProvider" in done.stderr, done.stderr
+
+
 # Findings hadolint may report for one file, each with its reason (the rules every Dockerfile may
 # break are in .hadolint.yaml). Remove an entry once its file is fixed.
 KNOWN_FINDINGS = {
@@ -224,7 +266,8 @@ def dockerfiles() -> list[str]:
 
 
 def test_every_dockerfile_is_linted():
-    assert {"deploy/docker/Dockerfile.server", "deploy/docker/Dockerfile.pipeline", "deploy/triton/Dockerfile"} <= set(dockerfiles())
+    assert {"deploy/docker/Dockerfile.server", "deploy/docker/Dockerfile.server-gpu", "deploy/docker/Dockerfile.pipeline",
+            "deploy/triton/Dockerfile"} <= set(dockerfiles())
     assert set(KNOWN_FINDINGS) <= set(dockerfiles())
 
 
