@@ -9,15 +9,23 @@ Synthetic shapes (32x32, 8x8x8 bits) unless ``--decoder`` gives another image si
 case synthetic images of that size are rendered. Held-out images (indices after the training
 ones) are fitted ``--repeats`` times; reports images/s of ``fit_latents`` (median), the PSNR
 it converges to (keep-best hard bits), and the steps after which the chunk PSNR, with hard bits,
-first comes within 0.5 dB of that converged PSNR. Writes ``results/adaptation_speed.json`` and
+first comes within 0.5 dB of that converged PSNR. On the CPU it then times the same images
+fitted with one recipe (``FitRecipe``: these settings, bf16 with ``--bf16``) two ways: the
+pipeline's call (``fit_latents`` on memory-mapped images, as ``latent_adaptation`` does) and
+``bitlatent encode`` in its own process (PNG files, the decoder saved with that recipe), with the
+user and system CPU seconds of each. Writes ``results/adaptation_speed.json`` and
 ``results/adaptation_speed.png``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +45,7 @@ def main() -> None:
     parser.add_argument("--fit-steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="The recipe of the pipeline / CLI comparison fits in bf16.")
     parser.add_argument("--quick", action="store_true", help="20 s pretraining on 128 images, 32 images, 60 steps, 2 repeats.")
     add_device_argument(parser)
     args = parser.parse_args()
@@ -83,6 +92,7 @@ def main() -> None:
                      "curve": {"step": c["step"], "psnr": c["psnr"], "hardness": c["hardness"]}})
         print({k: v for k, v in runs[-1].items() if k != "curve"}, flush=True)
 
+    recipe_timing = pipeline_and_cli(decoder, test, fit_cfg, args) if args.device == "cpu" else None
     summary = {
         "images_per_second_median": statistics.median(r["images_per_second"] for r in runs),
         "seconds_per_image_median": statistics.median(r["seconds"] / len(test) for r in runs),
@@ -110,9 +120,55 @@ def main() -> None:
     payload = {"machine": machine(), "device": args.device, "torch_threads": torch.get_num_threads(), "quick": args.quick,
                "decoder": source, "decoder_parameters": decoder.num_parameters(),
                "bits_per_image": decoder.latent_spec.bits_per_image, "images": len(test),
-               "fit_steps": args.fit_steps, "fit_config": fit_cfg.to_dict(), "summary": summary, "runs": runs}
+               "fit_steps": args.fit_steps, "fit_config": fit_cfg.to_dict(), "summary": summary, "runs": runs,
+               "pipeline_vs_cli": recipe_timing}
     print(summary)
     print(f"wrote {write_result(result_name('adaptation_speed', args.device), payload)}")
+
+
+def _cpu_seconds(who: int) -> tuple[float, float]:
+    usage = resource.getrusage(who)
+    return usage.ru_utime, usage.ru_stime
+
+
+def pipeline_and_cli(decoder, test: np.ndarray, fit_cfg, args) -> dict:
+    """Seconds per image of one recipe through the pipeline's call and through ``bitlatent encode``
+    (process start and PNG reading included), with user / system CPU seconds of each."""
+    from PIL import Image
+
+    from bitlatent.core.decoder import FitRecipe, attach_fit_recipe, save_decoder
+    from bitlatent.core.train import fit_latents
+
+    recipe = FitRecipe.from_dict({**FitRecipe.from_train(fit_cfg).to_dict(), "cpu_bf16": args.bf16})
+    with tempfile.TemporaryDirectory(prefix="adaptation-speed-") as scratch:
+        scratch = Path(scratch)
+        np.save(scratch / "images.npy", test)
+        images = np.load(scratch / "images.npy", mmap_mode="r")  # (n, H, W, 3), as image shards are read
+        train = recipe.train_config()
+        train.progress = False
+        user, system = _cpu_seconds(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        fit_latents(decoder, images, train)
+        seconds = time.perf_counter() - t0
+        user2, system2 = _cpu_seconds(resource.RUSAGE_SELF)
+        pipeline = {"seconds_per_image": seconds / len(test), "user_seconds": user2 - user,
+                    "system_seconds": system2 - system}
+
+        (scratch / "png").mkdir()
+        for i, image in enumerate(test):
+            Image.fromarray(image).save(scratch / "png" / f"{i:05d}.png")
+        save_decoder(attach_fit_recipe(decoder, recipe), scratch / "decoder")
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}  # the threads the pipeline call had
+        user, system = _cpu_seconds(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bitlatent.cli", "encode", str(scratch / "png"), "-o",
+                        str(scratch / "z.npz"), "--decoder", str(scratch / "decoder")], check=True, env=env)
+        seconds = time.perf_counter() - t0
+        user2, system2 = _cpu_seconds(resource.RUSAGE_CHILDREN)
+        cli = {"seconds_per_image": seconds / len(test), "user_seconds": user2 - user, "system_seconds": system2 - system}
+    result = {"recipe": recipe.to_dict(), "images": len(test), "threads": args.threads, "pipeline": pipeline, "cli": cli}
+    print(result, flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -219,7 +219,23 @@ def md_adaptation(res: dict) -> list[str]:
             "| images / s (median) | s / image | converged PSNR (dB) | steps to within 0.5 dB |",
             "| ---: | ---: | ---: | ---: |",
             f"| {_f(s['images_per_second_median'])} | {_f(s['seconds_per_image_median'], 3)} | "
-            f"{_f(s['converged_psnr_median'])} | {_f(s['steps_to_within_0.5dB_median'], 0)} |"]
+            f"{_f(s['converged_psnr_median'])} | {_f(s['steps_to_within_0.5dB_median'], 0)} |"] + md_pipeline_vs_cli(res)
+
+
+def md_pipeline_vs_cli(res: dict) -> list[str]:
+    """One recipe fitted through the pipeline's call and through ``bitlatent encode``."""
+    both = res.get("pipeline_vs_cli")
+    if not both:
+        return []
+    r = both["recipe"]
+    lines = ["", f"One recipe ({r['steps']} steps, lr {r['lr']}, betas {r['betas']}, chunk {r['chunk_size']}, "
+                 f"{'bf16' if r['cpu_bf16'] else 'float32'}), {both['images']} images, {both['threads']} thread(s):", "",
+             "| path | s / image | user CPU s | system CPU s |", "| --- | ---: | ---: | ---: |"]
+    for name, label in (("pipeline", "pipeline's fit_latents"), ("cli", "`bitlatent encode` (process start included)")):
+        t = both[name]
+        lines.append(f"| {label} | {_f(t['seconds_per_image'], 3)} | {_f(t['user_seconds'], 1)} | "
+                     f"{_f(t['system_seconds'], 1)} |")
+    return lines
 
 
 def md_inference(res: dict) -> list[str]:
