@@ -12,8 +12,8 @@ TESTS = Path(__file__).resolve().parent
 
 # The end-to-end tests, marked `e2e` here (one list, not a mark in each file): whole pipelines
 # through Kedro, `dvc repro` of the project, the compiled Kubeflow pipeline replayed pod by pod,
-# the server as a subprocess, the benchmarks harness, a real `kedro run` and a real two-process
-# DDP run. `make test` runs them; `make test-fast` (-m "not e2e") is every other test, for the
+# the server as a subprocess, benchmark scripts run whole, a real `kedro run` and a real
+# two-process DDP run. `make test` runs them; `make test-fast` (-m "not e2e") is every other test, for the
 # edit-test loop. An entry is a file under tests/, or "file::name" for the tests of that file
 # whose names start with "name".
 E2E = (
@@ -21,7 +21,10 @@ E2E = (
     "kubeflow/test_replay.py",
     "pipelines/test_model_pipelines.py",
     "serving/test_server.py",
-    "benchmarks/test_harness.py",
+    "benchmarks/test_harness.py::test_vae_comparison_runs_end_to_end",
+    "benchmarks/test_harness.py::test_decoder_ceiling_scores_reconstructions_end_to_end",
+    "benchmarks/test_gpu_check.py::test_without_a_gpu_it_runs_the_cpu_parts",
+    "benchmarks/test_serving_load.py::test_no_5xx_and_every_bad_request",
     "kubeflow/test_k8s_catalog.py::test_kedro_run_with_env_k8s",
     "core/test_ddp.py::test_two_processes",
 )
