@@ -34,7 +34,7 @@ DEVICES = ("auto", "cpu", "cuda")
 CUDA_LIBRARIES = ("libcudart", "libcublas", "libcublasLt", "libcufft", "libcurand", "libcudnn")
 """The shared libraries ONNX Runtime's CUDA provider loads (CUDA runtime, cuBLAS, cuFFT, cuRAND, cuDNN)."""
 GPU_EXTRA = "install the gpu extra (onnxruntime-gpu instead of onnxruntime: `make install EXTRA=gpu`)"
-CUDA_IMAGE = "deploy/docker/Dockerfile.server's GPU variant, which carries them"
+CUDA_IMAGE = "deploy/docker/Dockerfile.server-gpu carries them"
 
 
 class ProviderError(RuntimeError):
