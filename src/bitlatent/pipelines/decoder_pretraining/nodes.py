@@ -25,11 +25,11 @@ SPLIT = "pretrain"
 
 def pretrain_decoder(
     image_shards: ImageShards, pairs: pd.DataFrame, decoder: dict[str, Any], pretraining: dict[str, Any],
-    fitting: dict[str, Any],
+    latent_adaptation: dict[str, Any],
 ) -> tuple[BinaryLatentDecoder, dict, dict[str, LatentShard], list[dict], Figure, dict]:
     """Train the decoder with the latents of every ``pretrain`` image.
 
-    ``fitting`` (``latent_adaptation.train``) is saved with the decoder as its ``FitRecipe``, so
+    ``latent_adaptation.train`` is saved with the decoder as its ``FitRecipe``, so
     ``bitlatent encode`` / ``evaluate`` fit as latent_adaptation does; it is not part of the
     checkpoint folder's key, so a change of the fitting settings alone never restarts pretraining.
 
@@ -54,7 +54,8 @@ def pretrain_decoder(
     if result.latents is None:  # a rank other than 0 under torchrun (``distributed``): rank 0 writes
         return None, None, None, None, None, None
 
-    attach_fit_recipe(result.decoder, FitRecipe.from_train(TrainConfig.from_dict(fitting, "latent_adaptation.train")))
+    attach_fit_recipe(result.decoder, FitRecipe.from_train(
+        TrainConfig.from_dict(latent_adaptation.get("train"), "latent_adaptation.train")))
     spec = result.decoder.latent_spec
     packed = result.latents.packed()  # (N, bytes), row i <-> images[i]
     latents, start = {}, 0

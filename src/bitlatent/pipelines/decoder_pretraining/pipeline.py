@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         node(
             pretrain_decoder,
             inputs=["image_shards", "pairs", "params:decoder", "params:pretraining",
-                    "params:latent_adaptation.train"],
+                    "params:latent_adaptation"],
             outputs=["decoder", "latent_spec", "pretrain_latents", "pretraining_curves",
                      "pretraining_curves_plot", "capacity"],
             name="pretrain_decoder",
