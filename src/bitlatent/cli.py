@@ -83,37 +83,14 @@ def _fit_options(command):
     return command
 
 
-def _reuse_freed_memory() -> None:
-    """Keep freed memory in the process for reuse (glibc only; elsewhere nothing changes).
-
-    Fitting allocates and frees activations of tens of MB every step; glibc hands blocks above
-    its mmap threshold (at most 32 MiB) back to the kernel on free and maps them again on the next
-    step, so each step pays page faults (system time near user time in float32). A fixed 1 GiB
-    threshold and trim threshold keep those blocks on the heap; the process's memory stays at its
-    peak, which for a command that exits after fitting costs nothing."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if sys.platform != "linux" or not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    mallopt(m_mmap_threshold, 1 << 30)
-    mallopt(m_trim_threshold, 1 << 30)
-
-
 def _fit_config(decoder, steps: int | None, lr: float | None, betas: tuple[float, float] | None,
                 seed: int | None):
     """The decoder's fitting recipe with the command-line overrides, said on stderr (each value
     with its source); a note when the decoder has no recipe."""
     from bitlatent.core.decoder import choose_fit
+    from bitlatent.core.runtime import reuse_freed_memory
 
-    _reuse_freed_memory()
+    reuse_freed_memory()
     chosen = choose_fit(decoder, given_by="command line", steps=steps, lr=lr, betas=betas, seed=seed)
     if chosen.note:
         click.echo(f"note: {chosen.note}", err=True)

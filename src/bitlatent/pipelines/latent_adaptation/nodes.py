@@ -10,6 +10,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from bitlatent.core.decoder import BinaryLatentDecoder
+from bitlatent.core.runtime import reuse_freed_memory
 from bitlatent.core.train import fit_latents
 from bitlatent.data.latent_shards import LatentShard, save_latent_shard
 from bitlatent.data.lookup import images_table, shard_image_ids
@@ -39,6 +40,7 @@ def adapt_latents(
     """
     config = AdaptationConfig.from_dict(latent_adaptation)
     train = config.train
+    reuse_freed_memory()  # fitting frees and reallocates tens of MB a step
     spec = decoder.latent_spec
     identity = RunIdentity("latent_adaptation", {
         "decoder_sha256": weights_digest(decoder.state_dict()), "train": train.to_dict(),
