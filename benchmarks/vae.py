@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from bitlatent.core.binary import binarize, hard_signs, hardness_at
 from bitlatent.core.decoder import OUT_CHANNELS, BinaryLatentDecoder, DecoderConfig, ResBlock
-from bitlatent.core.metrics import psnr_from_mse
+from bitlatent.core.image_quality import psnr_from_mse
 from bitlatent.core.runtime import Runtime, cosine_schedule, epoch_permutation, new_curves
 from bitlatent.core.train import TrainConfig
 

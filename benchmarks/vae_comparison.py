@@ -210,13 +210,13 @@ def step_costs(dec_cfg, enc_cfg, images: np.ndarray, repeats: int, batch: int = 
 
 
 def psnr_set(mse: np.ndarray) -> float:
-    from bitlatent.core.metrics import psnr_from_mse
+    from bitlatent.core.image_quality import psnr_from_mse
 
     return psnr_from_mse(float(np.mean(mse)))
 
 
 def per_epoch(curves: dict, steps_per_epoch: int) -> list[dict]:
-    from bitlatent.core.metrics import psnr_from_mse
+    from bitlatent.core.image_quality import psnr_from_mse
 
     out = []
     psnr = np.asarray(curves["psnr"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bitlatent.core.binary import unpack_bits
-from bitlatent.core.metrics import psnr, to_unit_images
+from bitlatent.core.image_quality import psnr, to_unit_images
 from bitlatent.core.train import (
     FIT_CHECKPOINT,
     PRETRAIN_CHECKPOINT,

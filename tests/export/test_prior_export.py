@@ -13,7 +13,7 @@ from bitlatent.export.onnx_export import PriorForExport
 from bitlatent.export.parity import prior_parity
 from bitlatent.generation import cell_uniforms, prompt_keys
 from bitlatent.inference import OnnxGenerator, read_manifest
-from bitlatent.inference.prior import sample_prior_cells
+from bitlatent.inference.onnx_prior import sample_prior_cells
 from tests.export.test_decoder_graph import small_decoder
 from tests.export.tiny import prior_head, tiny_prior_export
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bitlatent.text.encoder import TextFeatures
-from bitlatent.text.metrics import majority_bit_accuracy
+from bitlatent.text.retrieval_metrics import majority_bit_accuracy
 from bitlatent.text.model import TextToLatentConfig
 from bitlatent.text.train import (
     CHECKPOINT_FILE, AlignmentData, TextTrainConfig, evaluate_alignment, train_text_to_latent,

@@ -53,7 +53,7 @@ from .config import RESUME_FREE, TrainConfig
 from .decoder import BinaryLatentDecoder, DecoderConfig
 from .distributed import ProcessGroup, owned_rows
 from .latents import LatentTable
-from .metrics import psnr_from_mse
+from .image_quality import psnr_from_mse
 from .runtime import (Runtime, check_images, cosine_schedule, decoder_optimizer, epoch_permutation, init_decoder,
                       load_batch, mse_per_sample, new_curves, row_indices)  # fmt: skip
 

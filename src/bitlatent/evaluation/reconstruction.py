@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bitlatent.core.metrics import psnr_per_image, ssim_per_image, to_unit_images
+from bitlatent.core.image_quality import psnr_per_image, ssim_per_image, to_unit_images
 from bitlatent.evaluation.codecs import set_psnr
 
 

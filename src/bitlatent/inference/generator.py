@@ -33,7 +33,7 @@ from bitlatent.generation import (
 )
 
 from .bundle import LIBRARY_FILE, TOKENIZER_FILE, LatentLibrary, model_entry, read_manifest
-from .prior import sample_prior_cells
+from .onnx_prior import sample_prior_cells
 from .prompts import PromptTokenizer, Tokenized
 from .providers import CUDA, Placement, open_session, requested_providers
 

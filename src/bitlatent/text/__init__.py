@@ -21,7 +21,7 @@ from .encoder import (
 )
 from .feature_cache import TextFeatureCache, caption_key
 from .generate import generate_from_features, generate_latents, image_codes, predict
-from .metrics import bit_accuracy, majority_bit_accuracy, recall_at_k
+from .retrieval_metrics import bit_accuracy, majority_bit_accuracy, recall_at_k
 from .model import (
     TextToLatent, TextToLatentConfig, TextToLatentPipeline, load_text_to_latent, save_text_to_latent,
 )

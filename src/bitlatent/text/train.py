@@ -52,7 +52,7 @@ from bitlatent.runs import RunIdentity, code_digest
 
 from .encoder import TextFeatures
 from .losses import code_losses
-from .metrics import bit_accuracy, recall_at_k
+from .retrieval_metrics import bit_accuracy, recall_at_k
 from .model import TextToLatent, TextToLatentConfig
 
 __all__ = [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bitlatent.core.metrics import (
+from bitlatent.core.image_quality import (
     ReconstructionMeter,
     psnr,
     psnr_from_mse,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bitlatent.text.metrics import bit_accuracy, majority_bit_accuracy, recall_at_k
+from bitlatent.text.retrieval_metrics import bit_accuracy, majority_bit_accuracy, recall_at_k
 
 
 def test_recall_perfect_codes_and_several_captions_per_image():
