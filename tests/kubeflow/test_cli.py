@@ -64,3 +64,16 @@ def test_help_and_default_image():
     assert main(["--help"]) == 0
     assert main(["compile", "--help"]) == 0
     assert default_image().startswith("bitlatent-pipeline:")
+
+
+def test_gpu_and_cpu_choose_the_pods_env_and_their_gpus(tmp_path, capsys):
+    for flag, env, gpus in (("--gpu", "k8s_gpu", "1"), ("--cpu", "k8s", None)):
+        output = tmp_path / f"{env}.yaml"
+        assert main(["compile", flag, "-o", str(output), "--project-path", str(PROJECT)]) == 0
+        assert f"--env {env}" in capsys.readouterr().out
+        compiled = Compiled(output)
+        for name in ("decoder_pretraining", "evaluation"):
+            assert compiled.executor(name)["args"][3:5] == ["--env", env]
+        accelerator = compiled.executor("decoder_pretraining")["resources"].get("accelerator", {})
+        assert accelerator.get("resourceCount") == gpus
+        assert "accelerator" not in compiled.executor("evaluation")["resources"]

@@ -41,7 +41,8 @@ def test_one_component_per_kedro_pipeline(compiled):
         container = compiled.executor(name)
         assert container["image"] == IMAGE
         assert container["command"] == ["kedro"]
-        assert container["args"][:6] == ["run", "--pipelines", name, "--env", "k8s", "--params"]
+        # GPUs by default, so the pods run the GPU-sized settings of conf/k8s_gpu
+        assert container["args"][:6] == ["run", "--pipelines", name, "--env", "k8s_gpu", "--params"]
 
 
 def test_dependencies_come_from_the_datasets(compiled):
@@ -102,6 +103,37 @@ def test_pretraining_adaptation_and_alignment_request_gpus(compiled):
         else:
             assert "accelerator" not in resources, name
             assert tolerations == []
+
+
+def test_cpu_compile_requests_no_gpu_and_runs_the_cpu_settings(tmp_path, registry):
+    resources = tmp_path / "resources.yml"
+    resources.write_text("decoder_pretraining: {accelerators: 4}\nevaluation: {accelerators: 1}\n")
+    compiled = _compile(tmp_path, registry, gpu=False, components=read_components(resources))
+    assert compiled.pipelines == set(EXPECTED_UPSTREAM)
+    for name in compiled.pipelines:
+        assert compiled.executor(name)["args"][3:5] == ["--env", "k8s"], name
+        assert "accelerator" not in compiled.executor(name)["resources"], name
+        assert compiled.k8s(name).get("tolerations", []) == [], name
+
+
+@pytest.mark.parametrize("gpu", [True, False])
+def test_an_explicit_env_is_what_the_pods_run_either_way(tmp_path, registry, gpu):
+    compiled = _compile(tmp_path, registry, gpu=gpu, env="k8s")
+    for name in compiled.pipelines:
+        assert compiled.executor(name)["args"][3:5] == ["--env", "k8s"], name
+        requested = "accelerator" in compiled.executor(name)["resources"]
+        assert requested == (gpu and name in GPU_PIPELINES), name
+
+
+def test_the_real_project_compiles_both_ways(tmp_path):
+    """The catalog check runs against each environment's own catalog (conf/k8s, conf/k8s_gpu)."""
+    for gpu, env in ((True, "k8s_gpu"), (False, "k8s")):
+        compiled = Compiled(compile_pipeline(tmp_path / f"{env}.yaml", IMAGE, 2,
+                                             project_path=PROJECT, gpu=gpu))
+        for name in compiled.pipelines:
+            assert compiled.executor(name)["args"][3:5] == ["--env", env], name
+            gpus = compiled.executor(name)["resources"].get("accelerator", {}).get("resourceCount")
+            assert gpus == ("1" if gpu and name in GPU_PIPELINES else None), (env, name)
 
 
 def test_accelerator_type_and_count_are_options(tmp_path, registry):

@@ -11,6 +11,7 @@ import tomllib
 import yaml
 
 from bitlatent.kubeflow.compiler import read_components
+from tests.kubeflow.conftest import GPU_PIPELINES
 from tests.tiny_project import PROJECT
 
 DOCKERFILE = PROJECT / "deploy" / "docker" / "Dockerfile.pipeline"
@@ -31,8 +32,14 @@ def _ignore_patterns() -> list[str]:
 
 
 def _ignored(path: str) -> bool:
-    return any(fnmatch.fnmatch(path, p) or path.startswith(p.rstrip("/") + "/")
-               for p in _ignore_patterns())
+    """Docker's rule: the last pattern that matches decides, and a ``!pattern`` re-includes."""
+    ignored = False
+    for pattern in _ignore_patterns():
+        negated = pattern.startswith("!")
+        pattern = pattern.removeprefix("!")
+        if fnmatch.fnmatch(path, pattern) or path.startswith(pattern.rstrip("/") + "/"):
+            ignored = not negated
+    return ignored
 
 
 def test_dockerfile_uses_a_cuda_base_python_311_and_the_gpu_extra():
@@ -93,4 +100,6 @@ def test_manifests_parse_and_agree_with_the_compile_defaults():
     assert secret["metadata"]["name"] == "bitlatent-storage"
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(secret["stringData"])
     components = read_components(DEPLOY / "resources.example.yml")
-    assert components["evaluation"].accelerators == 1
+    # the example keeps GPUs on the pipelines that train on one (evaluation and export do not)
+    assert {name for name, c in components.items() if c.accelerators} == GPU_PIPELINES
+    assert components["evaluation"].memory_limit == "64Gi"

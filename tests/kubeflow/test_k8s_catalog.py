@@ -195,3 +195,23 @@ def test_kedro_run_with_env_k8s(tmp_path):
     shards = ImageShards(shared / "03_primary" / "image_shards")
     assert sum(shards.num_images(split) for split in shards.splits) == 40
     assert not (project / "data").exists() or not any((project / "data").rglob("*.parquet"))
+
+
+def test_k8s_gpu_is_the_k8s_catalog_with_the_gpu_parameters():
+    """`--env k8s_gpu` (what `bitlatent kubeflow compile --gpu` pods run) resolves to exactly
+    conf/k8s's catalog and roots and conf/gpu's parameters: its files link to theirs."""
+    from bitlatent import settings
+
+    def config(env: str) -> dict:
+        # resolved right away: the `globals` resolver belongs to the loader made last
+        args = {**settings.CONFIG_LOADER_ARGS, "default_run_env": env}
+        loader = OmegaConfigLoader(str(PROJECT / "conf"), **args)
+        return {"catalog": dict(loader["catalog"]), "parameters": loader["parameters"]}
+
+    k8s_gpu, k8s, gpu = config("k8s_gpu"), config("k8s"), config("gpu")
+    assert k8s_gpu["catalog"] == k8s["catalog"]
+    assert k8s_gpu["catalog"]["pairs"]["filepath"].startswith("s3://")
+    assert read_globals(PROJECT, "k8s_gpu") == read_globals(PROJECT, "k8s")
+    assert k8s_gpu["parameters"] == gpu["parameters"]
+    assert k8s_gpu["parameters"] != k8s["parameters"]  # the GPU sizes, not conf/base's
+    assert k8s_gpu["parameters"]["pretraining"]["train"]["device"] == "cuda"

@@ -41,7 +41,11 @@ def kubeflow() -> None:
               help="Shards running at once (0: all of them).")
 @click.option("--cache/--no-cache", "enable_caching", default=False, show_default=True,
               help="KFP caching of the components (off: KFP cannot see data changes).")
-@click.option("--env", default="k8s", show_default=True, help="Kedro config environment.")
+@click.option("--gpu/--cpu", default=True, show_default=True,
+              help="--gpu: GPUs for pretraining, adaptation and alignment, pods run --env k8s_gpu "
+                   "(GPU-sized settings); --cpu: no GPU anywhere, pods run --env k8s.")
+@click.option("--env", default=None, show_default="k8s_gpu with --gpu, k8s with --cpu",
+              help="Kedro config environment the pods run (its catalog must be a cluster one).")
 @click.option("--storage-root", default=None,
               help="Default of the storage_root run parameter [conf/<env>/globals.yml].")
 @click.option("--shared-root", default=None,
@@ -69,14 +73,16 @@ def compile_command(output: Path, image: str, num_shards: int, resources_file: P
                     project_path: Path, check_catalog: bool, image_pull_secrets: tuple[str, ...],
                     excluded: tuple[str, ...], **options) -> None:
     """Compile the KFP pipeline to YAML, offline (no cluster needed)."""
-    from bitlatent.kubeflow.compiler import compile_pipeline, read_components
+    from bitlatent.kubeflow.compiler import CompileOptions, compile_pipeline, read_components
 
     if resources_file is not None:
         options["components"] = read_components(resources_file)
     path = compile_pipeline(output, image, num_shards, project_path=project_path,
                             check_catalog=check_catalog, image_pull_secrets=image_pull_secrets,
                             excluded=excluded, **options)
-    click.echo(f"wrote {path} (image {image}, {num_shards} shards)")
+    env = CompileOptions(image, gpu=options["gpu"], env=options["env"]).kedro_env
+    gpus = "GPUs requested" if options["gpu"] else "no GPU requested"
+    click.echo(f"wrote {path} (image {image}, {num_shards} shards, --env {env}, {gpus})")
 
 
 @kubeflow.command(name="dag")

@@ -1,10 +1,15 @@
 """A Kubeflow Pipelines (KFP v2) pipeline generated from the Kedro pipeline registry.
 
 One container component per registered Kedro pipeline (``__default__`` left out), each
-running ``kedro run --pipelines <name> --env k8s`` in the project image; a component runs
+running ``kedro run --pipelines <name> --env <env>`` in the project image; a component runs
 after the components whose datasets it reads (``dag.PipelineDag``). A pipeline with a
 ``shard_namespace`` (``latent_adaptation``) fans out with ``dsl.ParallelFor`` over shard
 indices, each iteration getting ``--params <ns>.shard=<i>,<ns>.num_shards=<n>``.
+
+``CompileOptions.gpu`` chooses between two coherent runs: GPUs requested on the pipelines that
+train on one (``ComponentConfig.accelerators``) and the pods running ``--env k8s_gpu`` (the
+cluster catalog with the GPU hyperparameters of ``conf/gpu``), or no GPU anywhere and
+``--env k8s`` (the cluster catalog with conf/base's CPU-sized hyperparameters).
 
 Data moves between pods through the cluster catalog (``conf/k8s``): object storage for
 tables and JSON, a shared ``ReadWriteMany`` volume for datasets that need local files
@@ -30,6 +35,10 @@ from bitlatent.kubeflow.dag import PipelineDag, load_registry, unshared_inputs
 
 STORAGE_KEYS_REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 STORAGE_KEYS_OPTIONAL = ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
+CPU_ENV = "k8s"
+"""Cluster catalog and roots (``conf/k8s``) over conf/base's CPU-sized parameters."""
+GPU_ENV = "k8s_gpu"
+"""``conf/k8s``'s catalog and roots with ``conf/gpu``'s parameters (its files link to both)."""
 
 
 @dataclass
@@ -45,7 +54,8 @@ class ComponentConfig:
     memory_limit: str = "16Gi"
     """Memory above which the pod is killed."""
     accelerators: int = 0
-    """GPUs (of ``CompileOptions.accelerator_type``) per pod; 0 asks for none."""
+    """GPUs (of ``CompileOptions.accelerator_type``) per pod when ``CompileOptions.gpu``; 0
+    asks for none."""
     shard_namespace: str | None = None
     """Fan out over shards: each iteration runs with ``<ns>.shard=i,<ns>.num_shards=n``."""
     params: dict[str, str] = field(default_factory=dict)
@@ -100,8 +110,13 @@ class CompileOptions:
     """Iterations of each fanned-out pipeline (``latent_adaptation``)."""
     parallelism: int = 0
     """Iterations running at once (0: all); bounds the GPUs the fan-out takes."""
-    env: str = "k8s"
-    """Kedro configuration environment the components run with."""
+    gpu: bool = True
+    """Request the components' GPUs (``ComponentConfig.accelerators``) and run the GPU settings
+    (``--env k8s_gpu`` unless ``env`` says otherwise); False requests no GPU anywhere and runs
+    ``--env k8s``."""
+    env: str | None = None
+    """Kedro configuration environment the components run with; None: ``GPU_ENV`` or
+    ``CPU_ENV`` as ``gpu`` says."""
     storage_root: str | None = None
     """Default of the ``storage_root`` pipeline parameter; None: ``conf/<env>/globals.yml``."""
     shared_root: str | None = None
@@ -132,6 +147,15 @@ class CompileOptions:
 
     def component(self, name: str) -> ComponentConfig:
         return self.components.get(name, self.fallback)
+
+    @property
+    def kedro_env(self) -> str:
+        """The environment the pods run: ``env``, or the one that matches ``gpu``."""
+        return self.env or (GPU_ENV if self.gpu else CPU_ENV)
+
+    def gpus(self, name: str) -> int:
+        """GPUs the pod of pipeline ``name`` requests (none at all unless ``gpu``)."""
+        return self.component(name).accelerators if self.gpu else 0
 
 
 def read_globals(project_path: Path | str, env: str) -> dict[str, Any]:
@@ -174,7 +198,7 @@ def _kedro_component(pipeline: str, options: CompileOptions, fixed_params: list[
     """
     from kfp import dsl
 
-    base_args = ["run", "--pipelines", pipeline, "--env", options.env, "--params"]
+    base_args = ["run", "--pipelines", pipeline, "--env", options.kedro_env, "--params"]
     if shard_namespace is None:
         def component(storage_root: str, kedro_params: str):
             params = [f"storage_root={storage_root}", kedro_params, *fixed_params]
@@ -188,7 +212,7 @@ def _kedro_component(pipeline: str, options: CompileOptions, fixed_params: list[
             return dsl.ContainerSpec(image=options.image, command=["kedro"],
                                      args=[*base_args, ",".join(f"{p}" for p in params)])
     component.__name__ = _component_name(pipeline).replace("-", "_")
-    component.__doc__ = f"kedro run --pipelines {pipeline} --env {options.env}"
+    component.__doc__ = f"kedro run --pipelines {pipeline} --env {options.kedro_env}"
     return dsl.container_component(component)
 
 
@@ -200,9 +224,9 @@ def _configure(task, pipeline: str, config: ComponentConfig, options: CompileOpt
     task.set_display_name(pipeline)
     task.set_cpu_request(config.cpu_request).set_cpu_limit(config.cpu_limit)
     task.set_memory_request(config.memory_request).set_memory_limit(config.memory_limit)
-    if config.accelerators:
+    if options.gpus(pipeline):
         task.set_accelerator_type(options.accelerator_type)
-        task.set_accelerator_limit(config.accelerators)
+        task.set_accelerator_limit(options.gpus(pipeline))
         if options.gpu_toleration:
             kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists",
                                       effect="NoSchedule")
@@ -292,23 +316,24 @@ def compile_pipeline(
     dag = PipelineDag.from_registry(registry, excluded=opts.excluded)
     if not dag.order:
         raise ValueError("no Kedro pipeline to compile (the registry has only __default__)")
-    found = read_globals(project_path, opts.env)
+    env = opts.kedro_env
+    found = read_globals(project_path, env)
     storage_root = opts.storage_root or found.get("storage_root")
     shared_root = opts.shared_root or found.get("shared_root")
     if not storage_root or not shared_root:
         raise ValueError(
-            f"storage_root and shared_root: set them in conf/{opts.env}/globals.yml or pass them"
+            f"storage_root and shared_root: set them in conf/{env}/globals.yml or pass them"
         )
     storage_root, shared_root = str(storage_root).rstrip("/"), str(shared_root).rstrip("/")
     if check_catalog:
-        catalog = cluster_catalog_config(project_path, opts.env, {
+        catalog = cluster_catalog_config(project_path, env, {
             "storage_root": storage_root, "shared_root": shared_root})
         missing = unshared_inputs(dag, catalog, shared_root if opts.shared_pvc else None)
         if missing:
             detail = "; ".join(f"{p}: {sorted(d)}" for p, d in sorted(missing.items()))
             raise ValueError(
                 f"each pipeline runs in its own pod, but these inputs are kept in memory or on "
-                f"a pod-local path by conf/{opts.env}/catalog.yml (use storage_root or the "
+                f"a pod-local path by conf/{env}/catalog.yml (use storage_root or the "
                 f"shared volume {shared_root}): {detail}"
             )
     output = Path(output)
@@ -320,7 +345,7 @@ def compile_pipeline(
     return output
 
 
-def cluster_catalog_config(project_path: Path | str, env: str = "k8s",
+def cluster_catalog_config(project_path: Path | str, env: str = CPU_ENV,
                            runtime_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """The catalog Kedro resolves for ``env`` (base merged with it), without building it."""
     from kedro.config import OmegaConfigLoader
