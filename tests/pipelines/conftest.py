@@ -28,8 +28,16 @@ def kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.Completed
 
 
 def real_catalog(params: dict) -> DataCatalog:
-    """The committed catalog.yml (paths relative to the cwd) plus the given parameters."""
+    """The committed catalog.yml (paths relative to the cwd) plus the given parameters, each nested
+    key too (``params:a`` and ``params:a.b``, as a Kedro session adds them)."""
     catalog = DataCatalog.from_config(yaml.safe_load((PROJECT / "conf" / "base" / "catalog.yml").read_text()))
+
+    def add(prefix: str, value) -> None:
+        catalog[f"params:{prefix}"] = value
+        if isinstance(value, dict):
+            for key, child in value.items():
+                add(f"{prefix}.{key}", child)
+
     for key, value in params.items():
-        catalog[f"params:{key}"] = value
+        add(key, value)
     return catalog
