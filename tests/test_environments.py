@@ -66,7 +66,7 @@ def test_environment_parameters_build_every_config(env):
 # Pretraining images each GPU environment's data gives: conf/flickr8k's split of the 7,091
 # Flickr8k photos; for synthetic scenes, the 9,051 of 20,000 pairs at a pretrain fraction of 0.5
 # (docs/experiments.md), scaled to 0.7.
-PRETRAIN_IMAGES = {"gpu": 9051, "synthetic64_gpu": 12_671, "flickr8k_gpu": 4206}
+PRETRAIN_IMAGES = {"gpu": 9051, "k8s_gpu": 9051, "synthetic64_gpu": 12_671, "flickr8k_gpu": 4206}
 
 
 @pytest.mark.parametrize("env", GPU_ENVS)

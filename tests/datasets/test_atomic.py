@@ -67,3 +67,14 @@ def test_inside_a_partitioned_dataset(tmp_path: Path) -> None:
     assert sorted(loaded) == ["jpeg", "webp"] and loaded["webp"]() == {"psnr": [2.0]}
     assert _only(tmp_path / "curves") == ["jpeg.json", "webp.json"]
     assert "bitlatent.datasets.atomic.JSONDataset" in repr(parts)
+
+
+def test_file_urls_are_written_where_they_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``file://`` filepath (the k8s catalog on a local bucket) lands at its path, not under a
+    relative ``file:`` folder of the working directory."""
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "bucket" / "rejected.parquet"
+    ds = ParquetDataset(filepath=f"file://{target}")
+    ds.save(pd.DataFrame({"a": [1, 2]}))
+    assert target.is_file() and ds.exists() and ds.load()["a"].tolist() == [1, 2]
+    assert not (tmp_path / "file:").exists()

@@ -42,8 +42,9 @@ class _AtomicLocalSave(AbstractDataset):
         self._path = str(filepath)
         self._kwargs = kwargs
         self._dataset = self.wrapped(filepath=self._path, **kwargs)
-        protocol, _ = get_protocol_and_path(self._path)
+        protocol, local_path = get_protocol_and_path(self._path)
         self._local = protocol == "file" and kwargs.get("version") is None
+        self._local_path = local_path  # ``file:///x`` -> ``/x``: what atomic_write takes
         self.metadata = kwargs.get("metadata")
 
     def load(self) -> Any:
@@ -53,7 +54,7 @@ class _AtomicLocalSave(AbstractDataset):
         if not self._local:
             self._dataset.save(data)
             return
-        atomic_write(self._path, lambda tmp: self.wrapped(filepath=tmp, **self._kwargs).save(data))
+        atomic_write(self._local_path, lambda tmp: self.wrapped(filepath=tmp, **self._kwargs).save(data))
 
     def _exists(self) -> bool:
         return self._dataset.exists()
@@ -78,7 +79,7 @@ class ParquetDataset(_AtomicLocalSave):
             return
         source = Path(data)
         if self._local:
-            atomic_write(self._path, lambda tmp: shutil.move(str(source), tmp))  # a rename on one filesystem
+            atomic_write(self._local_path, lambda tmp: shutil.move(str(source), tmp))  # a rename on one filesystem
             return
         fs_args = {k: v for k, v in (self._kwargs.get("fs_args") or {}).items() if not k.startswith("open_args_")}
         fs, target = fsspec.core.url_to_fs(self._path, **(self._kwargs.get("credentials") or {}), **fs_args)
