@@ -36,8 +36,9 @@ def test_the_compiled_pipeline_runs_pod_by_pod(tmp_path: Path, monkeypatch):
     (project / "conf" / "k8s" / "parameters_tiny.yml").write_text(yaml.safe_dump(TINY_PARAMETERS))
 
     bucket, shared = tmp_path / "bucket", tmp_path / "shared"
+    # replayed here on the CPU: the CPU compile (pods run --env k8s, no GPU requested)
     output = compile_pipeline(tmp_path / "pipeline.yaml", "bitlatent-pipeline:test", NUM_SHARDS,
-                              project_path=project, shared_root=str(shared))
+                              project_path=project, shared_root=str(shared), gpu=False)
     compiled = Compiled(output)
     run = {"storage_root": f"file://{bucket}", "kedro_params": ""}
 
