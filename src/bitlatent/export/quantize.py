@@ -10,21 +10,13 @@ per tensor (uint8) with ranges read off real latents (``calibration_bits``: the 
 or random bits when the bundle has none). It is an opt-in trade of quality for speed (``OnnxGenerator(precision="int8")``,
 ``bitlatent serve --precision int8``); the fp32 graph stays the default.
 
-Measured on the 2-core benchmark Xeon (``benchmarks/README.md``), with full-range weights. Quality, default trained decoder
-(32x32, 512 bits; 512 library latents to calibrate, 512 others to test): images 37.8 dB from the
-float32 graph's, about -0.3 dB end to end at 26 dB. Quantising the convolutions only, or all of
-them but the head, came closer (40.1 / 43.3 dB) but ran no faster than float32 with two threads:
-the float SiLU between them costs a quantise / dequantise pair per convolution. Speed, 64x64
-default decoder: 1.8 ms against 2.0 ms (float32) at batch 1, 79 ms against 123 ms at batch 64.
 The export's parity check measures the int8 graph against torch on latents it was not calibrated
 on; below ``ExportConfig.int8_min_psnr`` the bundle goes without it (``export_bundle``).
 
 Why 7-bit weights: on x86 CPUs without VNNI (AVX2 only), ONNX Runtime's uint8 x int8 kernels add
-pairs of products in int16 (VPMADDUBSW), which saturates with full-range weights. The same int8
-graph that gave 37.8 dB on the Xeon (VNNI) gave 27.3 dB on a 2-core AMD EPYC with AVX2 only
-(default decoder, 2026-11-27); with 7-bit weights 35.8 dB there (uint8 weights: 36.1 dB, but
-they leave the VNNI / AMX int8 kernels). A bundle is exported once and served on whatever CPU
-runs it, so the graph must be safe on all of them.
+pairs of products in int16 (VPMADDUBSW), which saturates with full-range weights; a bundle is
+exported once and served on whatever CPU runs it, so the graph must be safe on all of them. The
+measurements behind both choices are in docs/experiments.md (2026-11-27, int8 decoder).
 """
 
 from __future__ import annotations
