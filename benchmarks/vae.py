@@ -163,18 +163,8 @@ def train_vae(
             out = out.float()  # (B, 3, H, W)
             loss = mse = F.mse_loss(out, x)
             opt.zero_grad(set_to_none=True)
-            if rt.scaler is not None:
-                rt.scaler.scale(loss).backward()
-                rt.scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if cfg.decoder_grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.decoder_grad_clip)
-            if rt.scaler is not None:
-                rt.scaler.step(opt)
-                rt.scaler.update()
-            else:
-                opt.step()
+            rt.backward(loss, opt)
+            rt.step(opt, model.parameters(), cfg.decoder_grad_clip)
             step += 1
             wall += time.perf_counter() - t0
             record = {"step": step, "loss": loss.item(), "psnr": psnr_from_mse(mse.item()),

@@ -87,6 +87,31 @@ class Runtime:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def backward(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """``loss.backward()``, through the gradient scaler when there is one; the optimizer's
+        gradients come out unscaled (ready to clip), other leaves' stay scaled by ``grad_scale``."""
+        if self.scaler is None:
+            loss.backward()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+
+    @property
+    def grad_scale(self) -> float:
+        """The factor gradients outside the optimizer carry after ``backward`` (1 without a scaler)."""
+        return 1.0 if self.scaler is None else self.scaler.get_scale()
+
+    def step(self, optimizer: torch.optim.Optimizer, parameters, grad_clip: float) -> None:
+        """Clip the gradient norm of ``parameters`` to ``grad_clip`` (0: no clipping), then step
+        (through the scaler, which skips steps with non-finite gradients)."""
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
     def decode(self, decoder: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, 3, H, W) float32, under autocast."""
         with self.autocast():

@@ -230,20 +230,12 @@ def pretrain(
             loss = mse.sum() * (group.world_size / len(batch)) if group.distributed else mse.mean()
 
         opt.zero_grad(set_to_none=True)
-        if rt.scaler is not None:
-            rt.scaler.scale(loss).backward()
-            rt.scaler.unscale_(opt)
-            latent_grad = logits.grad / rt.scaler.get_scale() if not empty else torch.zeros_like(logits)
-        else:
-            loss.backward()
-            latent_grad = logits.grad if not empty else torch.zeros_like(logits)
-        if cfg.decoder_grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(decoder.parameters(), cfg.decoder_grad_clip)
-        if rt.scaler is not None:
-            rt.scaler.step(opt)
-            rt.scaler.update()
-        else:
-            opt.step()
+        rt.backward(loss, opt)
+        if empty:
+            latent_grad = torch.zeros_like(logits)
+        else:  # the latents are not in opt: their gradient is still scaled
+            latent_grad = logits.grad / rt.grad_scale
+        rt.step(opt, decoder.parameters(), cfg.decoder_grad_clip)
         if group.distributed:  # the global batch's MSE sum, and whether any rank's latent gradient is not finite
             mse_sum, bad = group.all_sum([mse.detach().sum().item(), float(not bool(torch.isfinite(latent_grad).all()))],
                                          rt.device)  # fmt: skip
