@@ -21,7 +21,7 @@ TINY = DecoderConfig(image_size=16, latent_h=4, latent_w=4, bits_per_cell=4, wid
                      blocks_per_stage=(1, 1, 1))
 # every field away from TrainConfig's defaults
 RECIPE = FitRecipe(seed=3, steps=4, chunk_size=2, lr=0.3, min_lr_ratio=0.2, betas=(0.9, 0.99), init_std=0.05,
-                   logit_clip=0.8, cpu_bf16=False, amp=False)
+                   logit_clip=0.8, rate_weight=0.01, cpu_bf16=False, amp=False)
 
 
 def test_every_recipe_field_differs_from_the_base_and_maps_to_train_config():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bitlatent.core.binary import unpack_bits
+from bitlatent.core.latents import LatentTable
 from bitlatent.core.image_quality import psnr, to_unit_images
 from bitlatent.core.train import (
     FIT_CHECKPOINT,
@@ -213,3 +214,23 @@ def test_shared_init_gives_alike_images_alike_bits(images, tiny_decoder_config, 
     twice = np.concatenate([images[24:26], images[24:26]])  # rows 0, 1 again as rows 2, 3
     fit = fit_latents(dec, twice, cfg)
     assert np.array_equal(fit.packed[:2], fit.packed[2:])
+
+
+def test_rate_weight_keeps_bits_on_the_starting_pattern_at_a_price_in_mse(images, tiny_decoder_config, tiny_train_config):
+    """The rate term moves a bit off the shared starting pattern only where the image pays for it:
+    with a weight, more bits stay on the pattern (what an entropy model and the prior exploit) and
+    the reconstruction can only get worse; pretraining takes the same term."""
+    cfg = tiny_train_config
+    dec = pretrain(images[:16], tiny_decoder_config, replace(cfg, epochs=4)).decoder
+    reference = LatentTable(1, dec.latent_spec, init_std=cfg.fit_init_std, seed=cfg.seed + 1).reference > 0  # (1, C, h, w)
+
+    def on_pattern(fit) -> float:
+        return float((unpack_bits(fit.packed, fit.spec).astype(bool) == reference.numpy()).mean())
+
+    free = fit_latents(dec, images, cfg, indices=np.arange(24, 34))
+    priced = fit_latents(dec, images, replace(cfg, rate_weight=0.05), indices=np.arange(24, 34))
+    assert on_pattern(priced) > on_pattern(free) + 0.1
+    assert priced.psnr < free.psnr
+    joint = pretrain(images[:16], tiny_decoder_config, replace(cfg, epochs=4, rate_weight=0.05))
+    assert float((unpack_bits(joint.latents.packed(), joint.decoder.latent_spec).astype(bool)
+                  == reference.numpy()).mean()) > on_pattern(free)

@@ -79,6 +79,11 @@ class TrainConfig(ConfigGroup):
     logit_clip: float = 1.0
     """Logits are clamped to [-clip, clip] after each update (so any bit can still flip); 0 disables.
     Pretraining and fitting alike."""
+    rate_weight: float = 0.0
+    """Weight of the rate term (``LatentTable.rate``) beside the per-pixel MSE, in pretraining and
+    fitting alike: the price, in MSE, of moving every bit of a latent off the shared starting
+    pattern. 0: bits are free (every latent costs its raw bits); > 0 trades PSNR for latents an
+    entropy model codes in fewer bits and the text model's prior predicts better."""
     hard_from: float = 0.3
     """The decoder's input goes linearly from the relaxation (at the start) to hard bits (from this
     fraction of the steps on); 0: hard bits from the start."""
@@ -102,6 +107,8 @@ class TrainConfig(ConfigGroup):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.rate_weight < 0:
+            raise ValueError(f"rate_weight must be >= 0, got {self.rate_weight}")
         if self.batch_size < 1 or self.fit_batch_size < 1 or self.epochs < 0 or self.fit_steps < 0:
             raise ValueError("batch sizes must be >= 1, epochs and fit_steps >= 0")
 

@@ -251,7 +251,7 @@ class FitRecipe(ConfigGroup):
     TRAIN_FIELDS = {
         "seed": "seed", "steps": "fit_steps", "chunk_size": "fit_batch_size", "lr": "fit_lr",
         "min_lr_ratio": "fit_min_lr_ratio", "betas": "fit_betas", "init_std": "fit_init_std",
-        "logit_clip": "logit_clip", "cpu_bf16": "cpu_bf16", "amp": "amp",
+        "logit_clip": "logit_clip", "rate_weight": "rate_weight", "cpu_bf16": "cpu_bf16", "amp": "amp",
     }  # fmt: skip
     """Each field's ``TrainConfig`` counterpart."""
 
@@ -271,6 +271,8 @@ class FitRecipe(ConfigGroup):
     """Std of the starting logits (``fit_init_std``)."""
     logit_clip: float = TrainConfig.logit_clip
     """Logits clamped to [-clip, clip] after each update."""
+    rate_weight: float = TrainConfig.rate_weight
+    """Weight of the rate term (``rate_weight``): new images are fitted at the rate the pipeline used."""
     cpu_bf16: bool = TrainConfig.cpu_bf16
     """bf16 autocast on CPU (where the CPU has AMX / AVX512-BF16; float32 elsewhere)."""
     amp: bool = TrainConfig.amp

@@ -19,7 +19,11 @@ import torch
 
 from .binary import LatentSpec, logits_to_bits, pack_bits
 
-__all__ = ["LatentTable"]
+__all__ = ["LatentTable", "RATE_MARGIN"]
+
+RATE_MARGIN = 0.1
+"""Logit margin of the rate term: a bit on the starting pattern is left alone once its logit is at
+least this far on the pattern's side (so it does not wobble across 0)."""
 
 
 class LatentTable:
@@ -46,6 +50,8 @@ class LatentTable:
         g = torch.Generator().manual_seed(int(seed))
         pattern = torch.randn(1, *spec.shape, generator=g) * init_std  # (1, C, h, w), drawn on CPU: same on any device
         logits = pattern.expand(n, *spec.shape).clone()  # (n, C, h, w)
+        # the starting pattern's bits as signs (1, C, h, w): what the rate term pulls toward
+        self.reference = torch.where(pattern >= 0, 1.0, -1.0).to(device)
         if clip is not None:
             logits = logits.clamp(-clip, clip)
         self.logits = logits.to(device)
@@ -58,6 +64,20 @@ class LatentTable:
 
     def __len__(self) -> int:
         return self.logits.shape[0]
+
+    def rate(self, logits: torch.Tensor) -> torch.Tensor:
+        """The rate term of logits (B, C, h, w) -> (B,): the mean over bits of
+        ``relu(RATE_MARGIN - logit * reference)``. It is 0 for a latent whose bits all sit firmly on
+        the starting pattern and grows with every bit the image moves off it, so ``rate_weight``
+        times it makes a bit leave the pattern only where the image pays for it in MSE. Latents that
+        share most bits with one pattern cost fewer bits under an entropy model and are easier for
+        the text model's prior to learn."""
+        return torch.relu(RATE_MARGIN - logits * self.reference).flatten(1).mean(1)
+
+    def off_reference(self, logits: torch.Tensor) -> torch.Tensor:
+        """Hard counterpart of ``rate``: the fraction of each latent's bits (B,) that differ from the
+        starting pattern's."""
+        return ((logits >= 0) != (self.reference > 0)).flatten(1).float().mean(1)
 
     @property
     def device(self) -> torch.device:

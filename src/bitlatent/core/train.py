@@ -226,8 +226,9 @@ def pretrain(
             mse, loss = out.new_zeros(0), out.sum() * 0.0
         else:
             mse = mse_per_sample(out, x)  # (b,)
+            objective = mse + cfg.rate_weight * table.rate(logits) if cfg.rate_weight else mse  # (b,)
             # under DDP, W/B * sum(own) averages over the W ranks to the mean over the global batch
-            loss = mse.sum() * (group.world_size / len(batch)) if group.distributed else mse.mean()
+            loss = objective.sum() * (group.world_size / len(batch)) if group.distributed else objective.mean()
 
         opt.zero_grad(set_to_none=True)
         rt.backward(loss, opt)
@@ -400,9 +401,12 @@ def _fit_chunk(
     # fp16 autocast (CUDA without bf16): scale the loss so that small gradients do not underflow
     loss_scale = 1024.0 if rt.amp_dtype == torch.float16 else 1.0
 
+    def rate_of(logits: torch.Tensor) -> torch.Tensor:  # (B,) the rate term of hard bits (0 without one)
+        return cfg.rate_weight * table.off_reference(logits.detach()) if cfg.rate_weight else logits.new_zeros(len(logits))
+
     def hard_loss() -> torch.Tensor:  # (B,) loss of the current logits' hard bits
         with torch.no_grad():
-            return mse_per_sample(rt.decode(decoder, bits_to_signs(table.logits >= 0)), x)
+            return mse_per_sample(rt.decode(decoder, bits_to_signs(table.logits >= 0)), x) + rate_of(table.logits)
 
     if check_start:  # given initial bits are a candidate too
         table.update_best(rows, hard_loss(), table.logits)
@@ -410,8 +414,9 @@ def _fit_chunk(
         logits = table.gather(rows)  # (B, C, h, w), leaf
         out = rt.decode(decoder, binarize(logits))  # (B, 3, H, W), hard bits
         mse = mse_per_sample(out, x)  # (B,)
-        (mse.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
-        table.update_best(rows, mse, logits)  # the loss of exactly these hard bits
+        objective = mse + cfg.rate_weight * table.rate(logits) if cfg.rate_weight else mse  # (B,)
+        (objective.sum() * loss_scale).backward()  # each latent gets the gradient of its own loss
+        table.update_best(rows, mse + rate_of(logits), logits)  # the loss of exactly these hard bits
         grad = logits.grad / loss_scale
         if bool(torch.isfinite(grad).all()):
             table.step(rows, grad, cfg.fit_lr * cosine_schedule(s, cfg.fit_steps, cfg.fit_min_lr_ratio))
