@@ -10,7 +10,7 @@ def test_recall_perfect_codes_and_several_captions_per_image():
     ids = [f"img{i}" for i in range(20)]
     q_rows = np.array([0, 0, 3, 7, 7, 7, 19])  # several captions per image
     r = recall_at_k(library[q_rows], [ids[i] for i in q_rows], library, ids)
-    assert r == {"t2i_recall@1": 1.0, "t2i_recall@5": 1.0, "t2i_recall@10": 1.0}
+    assert r == {"t2i_recall@1": 1.0, "t2i_recall@5": 1.0, "t2i_recall@10": 1.0, "t2i_median_rank": 1.0}
 
 
 def test_recall_of_uninformative_codes_is_exactly_chance():
@@ -21,13 +21,14 @@ def test_recall_of_uninformative_codes_is_exactly_chance():
     assert r["t2i_recall@1"] == pytest.approx(1 / 50)
     assert r["t2i_recall@5"] == pytest.approx(5 / 50)
     assert r["t2i_recall@10"] == pytest.approx(10 / 50)
+    assert r["t2i_median_rank"] == pytest.approx(25.5)  # the expected rank among 50 tied images
 
 
 def test_recall_counts_closer_images():
     library = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], np.uint8)
     query = np.array([[0, 0, 0, 0]], np.uint8)  # true image 2 is third nearest
     r = recall_at_k(query, ["c"], library, ["a", "b", "c", "d"], ks=(1, 2, 3))
-    assert r == {"t2i_recall@1": 0.0, "t2i_recall@2": 0.0, "t2i_recall@3": 1.0}
+    assert r == {"t2i_recall@1": 0.0, "t2i_recall@2": 0.0, "t2i_recall@3": 1.0, "t2i_median_rank": 3.0}
 
 
 def test_recall_rejects_bad_ids():

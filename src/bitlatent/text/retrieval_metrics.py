@@ -7,7 +7,8 @@ one image) is among the k nearest library images by Hamming distance. Hamming di
 integers, so ties are common; they are resolved by the **expected** value under a random order
 of the tied images: with ``a`` images strictly closer than the true one and ``t`` others at the
 same distance, the hit counts ``clip((k - a) / (t + 1), 0, 1)``. So ties neither help nor hurt,
-and an uninformative code (all distances equal) scores exactly chance, ``k / M``.
+and an uninformative code (all distances equal) scores exactly chance, ``k / M``. The median rank
+takes a caption's rank as the expected one under the same random order: ``a + 1 + t / 2``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def recall_at_k(
     ks: Sequence[int] = (1, 5, 10),
     chunk: int = 4096,
 ) -> dict[str, float]:
-    """Text -> image Recall@k by Hamming distance: ``{"t2i_recall@1": ..., "t2i_recall@5": ...}``.
+    """Text -> image Recall@k by Hamming distance: ``{"t2i_recall@1": ..., "t2i_recall@5": ...,
+    "t2i_median_rank": ...}`` (rank 1: the caption's own image first).
 
     ``query_codes`` (n, K) are the captions' codes, ``query_image_ids`` (n,) the image each one
     describes; ``library_codes`` (M, K) and ``library_image_ids`` (M,) the searchable images
@@ -46,16 +48,19 @@ def recall_at_k(
     if len(truth) != len(query_codes):
         raise ValueError("query_codes and query_image_ids differ in length")
     hits = {k: 0.0 for k in ks}
+    ranks = []
     for lo in range(0, len(truth), chunk):
         d = hamming_distances(query_codes[lo : lo + chunk], library_codes)  # (c, M)
         t = truth[lo : lo + chunk]
         d_true = d[np.arange(len(t)), t][:, None]  # (c, 1)
         closer = (d < d_true).sum(1)  # (c,)
         tied = (d == d_true).sum(1) - 1  # (c,) other images at the same distance
+        ranks.append(closer + 1 + tied / 2)
         for k in ks:
             hits[k] += float(np.clip((k - closer) / (tied + 1), 0.0, 1.0).sum())
     n = max(len(truth), 1)
-    return {f"t2i_recall@{k}": hits[k] / n for k in ks}
+    median = float(np.median(np.concatenate(ranks))) if ranks else float("nan")
+    return {**{f"t2i_recall@{k}": hits[k] / n for k in ks}, "t2i_median_rank": median}
 
 
 def bit_accuracy(pred_bits: np.ndarray, target_bits: np.ndarray) -> float:

@@ -37,5 +37,13 @@ class EvaluationConfig(ConfigGroup):
     cell prior: the cells drawn again, at ``generate_temperature``; without: the bits flipped)."""
     library_images: int = 20000
     """Training latents that retrieve and refine search when evaluating generation (the first ones)."""
+    diversity_captions: int = 100
+    """Test captions drawn ``diversity_samples`` times each (seeds 0..) for the diversity measures
+    (``evaluation.generation_quality``); 0 skips them."""
+    diversity_samples: int = 4
+    """Samples per caption for the diversity measures (at least 2)."""
+    scene_feature_epochs: int = 8
+    """Epochs of the synthetic scenes' feature network (``SceneFeatures``) behind the Fréchet
+    distance, trained on the training splits' real images; 0 skips the distance."""
     max_capacity_ratio: float = 1.0
     """Warn when decoder parameter bits exceed this multiple of the latent bits."""
