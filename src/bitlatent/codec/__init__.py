@@ -8,7 +8,10 @@ only: the prior is a plain callable (``BitLogits``), whatever runs it (torch, on
     assert (codec.decompress(data) == bits).all()
 
 Modules: ``schedule`` (which bits each model call codes), ``coder`` (the coding), ``header`` (the stream
-container: version, shape, model id, CRCs), ``errors`` (``CodecError``).
+container: version, shape, model id, CRCs), ``errors`` (``CodecError``), ``container`` (the file of streams
+of ``bitlatent encode --compress``), ``measure`` (stream sizes and times, checked), ``logits`` (the
+``logits_fn`` of a runtime: onnxruntime's here). Torch only, imported on their own: ``entropy_model``
+(the masked bit-level prior and its ``torch_logits``) and ``entropy_train`` (its training).
 """
 
 from . import coder
