@@ -28,6 +28,7 @@ TINY_PARAMETERS: dict[str, dict[str, Any]] = {
     "evaluation": {"codec_images": 10, "grid_images": 4, "max_images_per_split": 100,
                    "generated_captions": 20},
     "export": {"fp16": False, "parity_batch": 2},
+    "compression": {"model": {"width": 32, "layers": 1}, "train": {"steps": 30, "batch_size": 32, "progress": False}},
 }  # fmt: skip
 
 

@@ -174,3 +174,29 @@ class TextToLatentDataset(AbstractDataset):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class EntropyModelDataset(AbstractDataset):
+    """An entropy model folder (``bitlatent.codec.entropy_model``): ``entropy_model.safetensors`` +
+    ``entropy_model.json`` (never a pickle). ``load`` returns the model in eval mode; its ``model_id``
+    (the weights' sha256[:16], named in every stream) is ``load_entropy_model``'s second value."""
+
+    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self):
+        from bitlatent.codec.entropy_model import load_entropy_model
+
+        return load_entropy_model(self._path)[0]
+
+    def save(self, data) -> None:
+        from bitlatent.codec.entropy_model import save_entropy_model
+
+        save_entropy_model(data, self._path)
+
+    def _exists(self) -> bool:
+        return self._path.is_dir() and any(self._path.glob("*.safetensors"))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

@@ -96,6 +96,11 @@ def default_components() -> dict[str, ComponentConfig]:
                     "alignment.checkpoint_root": "{shared_root}/06_models/checkpoints/alignment",
                     "data.scratch_dir": "{shared_root}/02_intermediate/scratch"},
         ),
+        "compression": ComponentConfig(
+            "2", "4", "8Gi", "16Gi",  # a small model on the CPU
+            params={"compression.feature_cache": "{shared_root}/04_feature/text_features",
+                    "compression.checkpoint_root": "{shared_root}/06_models/checkpoints/compression"},
+        ),
         "export": ComponentConfig("2", "4", "8Gi", "16Gi"),
     }
 
