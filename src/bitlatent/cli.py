@@ -2,6 +2,7 @@
 
     bitlatent encode photo.jpg more/ -o latents.npz     # fit latents with the frozen decoder
     bitlatent decode latents.npz -o out/                 # render them back to PNGs
+    bitlatent encode photo.jpg -o streams.npz --compress # entropy-coded streams (codec.container)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import bitlatent  # noqa: F401  (sets the offline / no-telemetry environment)
 
 DEFAULT_DECODER = "data/06_models/decoder"
+DEFAULT_ENTROPY_MODEL = "data/06_models/entropy_model"
 
 
 def _load_decoder(path: str):
@@ -30,6 +32,22 @@ def _load_decoder(path: str):
         return load_decoder(folder)
     except Exception as error:  # noqa: BLE001 - a damaged or foreign folder: say so, no traceback
         raise click.ClickException(f"cannot load the decoder in {folder}: {error}") from error
+
+
+def _load_entropy_model(path: str, spec):
+    """The entropy model in ``path`` and its model id, checked against the decoder's latent ``spec``."""
+    from bitlatent.codec.entropy_model import load_entropy_model
+
+    try:
+        model, model_id = load_entropy_model(path)
+    except FileNotFoundError as error:
+        raise click.ClickException(f"{error}, or pass --entropy-model") from error
+    except Exception as error:  # noqa: BLE001 - a damaged or foreign folder: say so, no traceback
+        raise click.ClickException(f"cannot load the entropy model in {path}: {error}") from error
+    if model.config.latent_shape != spec.shape:
+        raise click.ClickException(f"the entropy model in {path} codes latents of {model.config.latent_shape}, "
+                                   f"the decoder's are {spec.shape}")
+    return model, model_id
 
 
 def _image_files(inputs: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
@@ -108,9 +126,13 @@ def main() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Latent file (.npz) to write.")
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True, help="Decoder folder.")
+@click.option("--compress", is_flag=True,
+              help="Write entropy-coded streams (range coded with the entropy model) instead of raw latent bits.")
+@click.option("--entropy-model", "entropy_dir", default=DEFAULT_ENTROPY_MODEL, show_default=True,
+              help="Entropy model folder (the `compression` pipeline), for --compress.")
 @_fit_options
-def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | None, lr: float | None,
-           betas: tuple[float, float] | None, seed: int | None) -> None:
+def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, compress: bool, entropy_dir: str,
+           steps: int | None, lr: float | None, betas: tuple[float, float] | None, seed: int | None) -> None:
     """Fit binary latents for image files or folders with the frozen decoder."""
     from bitlatent.core.train import fit_latents
     from bitlatent.data.config import DataConfig
@@ -119,6 +141,7 @@ def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | 
 
     decoder = _load_decoder(decoder_dir)
     spec = decoder.latent_spec
+    entropy = _load_entropy_model(entropy_dir, spec) if compress else None  # fail before the fitting
     files, left_out = _image_files(inputs)
     for path in left_out:
         click.echo(f"ignored {path}: not an image file name (suffix {path.suffix or 'none'})", err=True)
@@ -138,38 +161,83 @@ def encode(inputs: tuple[str, ...], output: str, decoder_dir: str, steps: int | 
                                    f"{len(left_out)} ignored)")
     result = fit_latents(decoder, np.stack(images), _fit_config(decoder, steps, lr, betas, seed).train)
     try:
-        save_latent_shard(Path(output), LatentShard(result.packed, np.asarray(names, dtype=str), spec))
+        if entropy is None:
+            save_latent_shard(Path(output), LatentShard(result.packed, np.asarray(names, dtype=str), spec))
+        else:
+            bits_per_image = _save_compressed(output, result.packed, names, spec, *entropy)
     except OSError as error:
         raise click.ClickException(f"cannot write {output}: {error}") from error
-    click.echo(f"wrote {len(images)} latents of {spec.bits_per_image} bits ({spec.bits_per_pixel:.3f} bpp) "
-               f"to {output}; reconstruction PSNR {result.psnr:.2f} dB")
+    if entropy is None:
+        click.echo(f"wrote {len(images)} latents of {spec.bits_per_image} bits ({spec.bits_per_pixel:.3f} bpp) "
+                   f"to {output}; reconstruction PSNR {result.psnr:.2f} dB")
+    else:
+        pixels = spec.image_size * spec.image_size
+        click.echo(f"wrote {len(images)} streams of {bits_per_image:.0f} bits on average ({bits_per_image / pixels:.3f} "
+                   f"bpp; raw {spec.bits_per_image} bits) to {output}; reconstruction PSNR {result.psnr:.2f} dB")
     if failed:
         click.echo(f"{len(failed)} of {len(files)} file(s) skipped, listed above", err=True)
         sys.exit(1)
+
+
+def _save_compressed(output: str, packed: np.ndarray, names: list[str], spec, model, model_id: str) -> float:
+    """Each latent of ``packed`` as a stream (no caption) in a file of streams; the mean bits per stream."""
+    from bitlatent.codec import DEFAULT_STAGES, compress_batch
+    from bitlatent.codec.container import save_streams
+    from bitlatent.codec.entropy_model import torch_logits
+    from bitlatent.core.binary import unpack_bits
+
+    streams = compress_batch(unpack_bits(packed, spec), torch_logits(model), DEFAULT_STAGES, model_id)
+    save_streams(output, streams, names, spec.to_dict())
+    return 8 * sum(len(s) for s in streams) / len(streams)
+
+
+def _read_streams(path: str, spec, entropy_dir: str):
+    """The latents of a file of streams, packed, and their names: decompressed bit-exact or a click error."""
+    from bitlatent.codec import CodecError, decompress_batch
+    from bitlatent.codec.container import load_streams
+    from bitlatent.codec.entropy_model import torch_logits
+    from bitlatent.core.binary import LatentSpec, pack_bits
+
+    try:
+        streams = load_streams(path)
+        if LatentSpec.from_dict(streams.spec) != spec:
+            raise CodecError(f"latent spec {streams.spec} does not match the decoder's {spec}")
+        model, model_id = _load_entropy_model(entropy_dir, spec)
+        bits = decompress_batch(streams.streams, torch_logits(model), model_id, spec.shape)
+    except (CodecError, ValueError) as error:
+        raise click.ClickException(f"{path}: {error}") from error
+    return pack_bits(bits, spec.bit_order), streams.image_ids
 
 
 @main.command()
 @click.argument("latents", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs.")
 @click.option("--decoder", "decoder_dir", default=DEFAULT_DECODER, show_default=True, help="Decoder folder.")
-def decode(latents: str, output: str, decoder_dir: str) -> None:
-    """Render a latent file (.npz from `encode` or a latent shard) to PNG images."""
+@click.option("--entropy-model", "entropy_dir", default=DEFAULT_ENTROPY_MODEL, show_default=True,
+              help="Entropy model folder, for a file of streams (`encode --compress`).")
+def decode(latents: str, output: str, decoder_dir: str, entropy_dir: str) -> None:
+    """Render a latent file (.npz from `encode`, `encode --compress` or a latent shard) to PNG images."""
     from PIL import Image
 
+    from bitlatent.codec.container import is_stream_file
     from bitlatent.core.train import decode_packed
     from bitlatent.data.latent_shards import load_latent_shard
 
     decoder = _load_decoder(decoder_dir)
-    try:
-        shard = load_latent_shard(Path(latents))
-    except Exception as error:  # noqa: BLE001 - a damaged or foreign file (bad zip, bad spec): say so
-        raise click.ClickException(f"{latents}: not a readable latent file: {error}") from error
-    if shard.spec != decoder.latent_spec:
-        raise click.ClickException(f"latent spec {shard.spec} does not match the decoder's {decoder.latent_spec}")
-    images = decode_packed(decoder, shard.bits)
+    if is_stream_file(latents):
+        packed, image_ids = _read_streams(latents, decoder.latent_spec, entropy_dir)
+    else:
+        try:
+            shard = load_latent_shard(Path(latents))
+        except Exception as error:  # noqa: BLE001 - a damaged or foreign file (bad zip, bad spec): say so
+            raise click.ClickException(f"{latents}: not a readable latent file: {error}") from error
+        if shard.spec != decoder.latent_spec:
+            raise click.ClickException(f"latent spec {shard.spec} does not match the decoder's {decoder.latent_spec}")
+        packed, image_ids = shard.bits, shard.image_ids
+    images = decode_packed(decoder, packed)
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
-    for index, (name, image) in enumerate(zip(shard.image_ids, images)):
+    for index, (name, image) in enumerate(zip(image_ids, images)):
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(name)).stem)[:80] or "image"
         Image.fromarray(image).save(folder / f"{index:05d}_{stem}.png")
     click.echo(f"wrote {len(images)} PNGs to {folder}")
