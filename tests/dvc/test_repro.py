@@ -19,10 +19,11 @@ N = next(v["adaptation"]["num_jobs"] for v in yaml.safe_load((PROJECT / "dvc.yam
          if "adaptation" in v)
 JOBS = [f"latent_adaptation@{k}" for k in range(N)]
 PARTS = [f"data/07_model_output/latents/part-{k}-of-{N}" for k in range(N)]
-STAGES = {"data_validation", "decoder_pretraining", *JOBS, "alignment", "evaluation", "export"}
+STAGES = {"data_validation", "decoder_pretraining", *JOBS, "alignment", "evaluation", "export", "compression"}
 # (before, after): each stage after the stages whose artifacts it reads
 ORDER = [("data_validation", "decoder_pretraining"), *[("decoder_pretraining", j) for j in JOBS],
-         *[(j, "alignment") for j in JOBS], ("alignment", "evaluation"), ("alignment", "export")]
+         *[(j, "alignment") for j in JOBS], ("alignment", "evaluation"), ("alignment", "export"),
+         *[(j, "compression") for j in JOBS]]
 UP_TO_DATE = "Data and pipelines are up to date."
 # Everything a pull must bring back: data, models and latents (cached outputs).
 CACHED = ["data/03_primary/image_shards", "data/03_primary/pairs.parquet",
@@ -31,7 +32,8 @@ CACHED = ["data/03_primary/image_shards", "data/03_primary/pairs.parquet",
           "data/08_reporting/capacity.json", *PARTS, "data/08_reporting/pretraining_curves.png",
           "data/06_models/text_to_latent", "data/08_reporting/alignment_curves.png",
           "data/08_reporting/reconstruction_grid.png", "data/08_reporting/rate_distortion.png",
-          "data/08_reporting/generation_grid.png", "data/06_models/onnx", "data/08_reporting/export.json"]
+          "data/08_reporting/generation_grid.png", "data/06_models/onnx", "data/08_reporting/export.json",
+          "data/06_models/entropy_model"]
 
 
 def changed_stages(repo: DvcRepo) -> set[str]:
