@@ -12,12 +12,15 @@ import pytest
 from kedro.config import OmegaConfigLoader
 
 from bitlatent import settings
+from bitlatent.codec.entropy_model import EntropyModelConfig
+from bitlatent.codec.entropy_train import EntropyTrainConfig
 from bitlatent.core.capacity import capacity_report
 from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
 from bitlatent.core.train import TrainConfig
 from bitlatent.data.config import DataConfig
 from bitlatent.export.config import ExportConfig
 from bitlatent.pipelines.alignment.parameters import AlignmentConfig
+from bitlatent.pipelines.compression.parameters import CompressionConfig
 from bitlatent.pipelines.decoder_pretraining.parameters import PretrainingConfig
 from bitlatent.pipelines.evaluation.parameters import EvaluationConfig
 from bitlatent.pipelines.latent_adaptation.parameters import AdaptationConfig
@@ -140,6 +143,9 @@ IN_BASE = {
     ("alignment", "train"): names(TextTrainConfig) - RUNTIME - {"eval_every", "eval_batch_size"},
     ("evaluation",): names(EvaluationConfig),
     ("export",): names(ExportConfig),
+    ("compression",): names(CompressionConfig),
+    ("compression", "model"): names(EntropyModelConfig) - {"latent_h", "latent_w", "bits_per_cell", "text_dim"},
+    ("compression", "train"): names(EntropyTrainConfig) - RUNTIME,
 }
 
 
