@@ -25,12 +25,11 @@ from bitlatent.codec.coder import (
     quantised_probabilities,
 )
 from bitlatent.codec.errors import CodecError
-from bitlatent.codec.header import HEADER_BYTES, pack_stream, read_header
+from bitlatent.codec.header import HEADER_BYTES, pack_stream, read_header, unpack_stream
 
-MODEL = "5eed00000000c0de"
-OTHER_MODEL = "5eed00000000beef"
+MODEL = "5eedc0de"
+OTHER_MODEL = "5eedbeef"
 SHAPES = [(8, 8, 8), (8, 16, 16), (16, 8, 8), (4, 16, 16)]
-STREAM_OVERHEAD = HEADER_BYTES + 4  # header and CRC32
 
 
 def neighbour_logits(bits: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -69,7 +68,7 @@ def broken_pattern(rng: np.random.Generator, shape: tuple[int, int, int], wrong:
 
 
 def payload_bytes(data: bytes) -> int:
-    return read_header(data).payload_bytes
+    return len(unpack_stream(data)[1])
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -123,7 +122,7 @@ def test_the_stream_is_within_a_word_of_the_cross_entropy(shape, model):
     for bits in [smooth_latents(rng, 1, shape)[0], broken_pattern(rng, shape, 5)]:
         data = compress(bits, model, 8, MODEL)
         ideal = ideal_bits(bits, model, 8) / 8
-        assert len(data) == STREAM_OVERHEAD + payload_bytes(data)
+        assert len(data) == HEADER_BYTES + payload_bytes(data) and payload_bytes(data) % 4 == 0
         assert ideal - 1 <= payload_bytes(data) <= ideal + 5, (payload_bytes(data), ideal)
 
 
@@ -201,13 +200,13 @@ def test_a_batch_of_mixed_shapes_is_refused(stream):
         decompress_batch([stream, small], neighbour_logits, MODEL)
 
 
-@pytest.mark.parametrize("keep", [0, 10, HEADER_BYTES + 3, -1])
+@pytest.mark.parametrize("keep", [0, 10, HEADER_BYTES, HEADER_BYTES + 3, -1, -4])
 def test_a_truncated_stream_is_refused(stream, keep):
     with pytest.raises(CodecError, match="truncated"):
         decompress(stream[:keep], neighbour_logits, MODEL)
 
 
-@pytest.mark.parametrize("offset", [6, 11, 20, HEADER_BYTES, HEADER_BYTES + 17, -5, -1])
+@pytest.mark.parametrize("offset", [6, 12, 14, HEADER_BYTES, HEADER_BYTES + 17, -5, -1])  # stages, latent CRC, payload
 def test_a_corrupted_byte_is_refused(stream, offset):
     data = bytearray(stream)
     data[offset] ^= 0x10
@@ -220,6 +219,44 @@ def test_a_bad_stream_in_a_batch_is_named(stream):
         decompress_batch([stream, stream[:-3]], neighbour_logits, MODEL)
 
 
+def test_trailing_words_are_refused(stream):
+    # a whole word more decodes the same latent: the payload must be exactly that latent's coding
+    for extra in (bytes(4), b"\xff" * 4, stream[-4:], bytes(8)):
+        with pytest.raises(CodecError, match=r"corrupted stream: its payload is not the coding .*\(trailing bytes"):
+            decompress(stream + extra, neighbour_logits, MODEL)
+    with pytest.raises(CodecError, match="trailing bytes"):
+        decompress(stream + b"\0", neighbour_logits, MODEL)
+
+
+@pytest.mark.parametrize("bit", [0x01, 0x80])
+def test_any_flipped_byte_is_refused_by_name_never_a_latent(stream, bit):
+    # no stream CRC: the header's fields are checked by what they say, everything else by decoding
+    named = ("corrupted|truncated|trailing|magic|version|invalid header|encoded for model|shape|checksum"
+             "|range decoder failed")
+    codec = Codec(neighbour_logits, (8, 16, 16), MODEL)
+    for offset in range(len(stream)):
+        data = bytearray(stream)
+        data[offset] ^= bit
+        with pytest.raises(CodecError, match=named):
+            codec.decompress(bytes(data))
+        with pytest.raises(CodecError, match=named):
+            decompress(bytes(data), neighbour_logits, MODEL)
+
+
+def test_a_flipped_model_id_byte_names_the_model_it_says(stream):
+    data = bytearray(stream)
+    data[8] ^= 0x01  # inside model_id (offsets 7..10)
+    with pytest.raises(CodecError, match=f"encoded for model {bytes(data[7:11]).hex()}, this decoder has model {MODEL}"):
+        decompress(bytes(data), neighbour_logits, MODEL)
+
+
+def test_a_flipped_payload_byte_fails_the_latent_checksum(stream):
+    data = bytearray(stream)
+    data[HEADER_BYTES + 3] ^= 0x80
+    with pytest.raises(CodecError, match="corrupted"):
+        decompress(bytes(data), neighbour_logits, MODEL)
+
+
 def test_a_decoder_with_other_probabilities_raises_instead_of_a_wrong_latent(stream):
     # same model_id, other logits (another runtime, say): the latent checksum catches it
     shifted = lambda b, k: neighbour_logits(b, k) + 0.5  # noqa: E731
@@ -229,8 +266,8 @@ def test_a_decoder_with_other_probabilities_raises_instead_of_a_wrong_latent(str
 
 def test_a_payload_that_is_no_range_code_is_refused(stream):
     header, rng = read_header(stream), np.random.default_rng(10)
-    for _ in range(20):  # CRC-valid streams of random words: never a latent, never constriction's own error
-        garbage = pack_stream(header, rng.integers(0, 256, header.payload_bytes, dtype=np.uint8).tobytes())
+    for _ in range(20):  # well-formed streams of random words: never a latent, never constriction's own error
+        garbage = pack_stream(header, rng.integers(0, 256, payload_bytes(stream), dtype=np.uint8).tobytes())
         with pytest.raises(CodecError, match="checksum|range decoder failed"):
             decompress(garbage, neighbour_logits, MODEL)
 

@@ -74,7 +74,7 @@ def test_unknown_bits_and_an_uncaptioned_rows_caption_are_not_read(fresh):
 def test_saved_files_load_back_and_the_model_id_is_the_weights_sha256(fresh, tmp_path):
     identity = save_entropy_model(fresh, tmp_path / "m")
     weights = (tmp_path / "m" / WEIGHTS_FILE).read_bytes()
-    assert identity == hashlib.sha256(weights).hexdigest()[:16] == model_id(weights_bytes(fresh))
+    assert identity == hashlib.sha256(weights).hexdigest()[:8] == model_id(weights_bytes(fresh))
     loaded, loaded_id = load_entropy_model(tmp_path / "m")
     assert loaded_id == identity and loaded.config == fresh.config
     with torch.no_grad():
@@ -116,11 +116,11 @@ def test_a_trained_model_codes_held_out_latents_below_raw_bits_and_better_given_
     captioned = ideal_bits(bits, torch_logits(tiny_entropy.model, states, mask)).mean()
     assert plain < 0.6 * raw, plain  # 4 patterns with 3% noise: about 15 bits is the floor
     assert captioned < 0.85 * plain, (captioned, plain)  # the caption names the pattern
-    streams = compress_batch(bits, torch_logits(tiny_entropy.model, states, mask), 8, "00000000000000aa")
-    payload_bits = 8 * (np.array([len(s) for s in streams]) - HEADER_BYTES - 4)
+    streams = compress_batch(bits, torch_logits(tiny_entropy.model, states, mask), 8, "000000aa")
+    payload_bits = 8 * (np.array([len(s) for s in streams]) - HEADER_BYTES)
     assert payload_bits.mean() < 0.6 * raw
     assert payload_bits.mean() <= captioned + 32 + 8  # the range coder's last word, byte rounding
-    decoded = decompress_batch(streams, torch_logits(tiny_entropy.model, states, mask), "00000000000000aa")
+    decoded = decompress_batch(streams, torch_logits(tiny_entropy.model, states, mask), "000000aa")
     assert np.array_equal(decoded, bits)
 
 
@@ -128,9 +128,9 @@ def test_one_stream_of_a_batch_decodes_alone(tiny_entropy):
     """Torch's logits of a row do not depend on the other rows of the call here (CPU), so a file of
     streams coded together can be decoded one stream at a time."""
     bits = tiny_entropy.data.latent_bits[:9]
-    streams = compress_batch(bits, torch_logits(tiny_entropy.model), 8, "00000000000000aa")
+    streams = compress_batch(bits, torch_logits(tiny_entropy.model), 8, "000000aa")
     for i in (0, 4, 8):
-        assert np.array_equal(decompress(streams[i], torch_logits(tiny_entropy.model), "00000000000000aa"), bits[i])
+        assert np.array_equal(decompress(streams[i], torch_logits(tiny_entropy.model), "000000aa"), bits[i])
 
 
 def test_captioned_logits_refuse_another_number_of_latents(tiny_entropy):

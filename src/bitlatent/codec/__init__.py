@@ -3,12 +3,12 @@ few bytes, range coded with a masked bit-level prior's probabilities. Needs nump
 only: the prior is a plain callable (``BitLogits``), whatever runs it (torch, onnxruntime).
 
     from bitlatent.codec import Codec
-    codec = Codec(logits_fn, latent_shape=(8, 16, 16), model_id="0123456789abcdef")
+    codec = Codec(logits_fn, latent_shape=(8, 16, 16), model_id="01234567")
     data = codec.compress(bits)               # bits uint8 (C, h, w) -> bytes
     assert (codec.decompress(data) == bits).all()
 
 Modules: ``schedule`` (which bits each model call codes), ``coder`` (the coding), ``header`` (the stream
-container: version, shape, model id, CRCs), ``errors`` (``CodecError``), ``container`` (the file of streams
+container: version, shape, model id, the latent's CRC32), ``errors`` (``CodecError``), ``container`` (the file of streams
 of ``bitlatent encode --compress``), ``measure`` (stream sizes and times, checked), ``logits`` (the
 ``logits_fn`` of a runtime: onnxruntime's here). Torch only, imported on their own: ``entropy_model``
 (the masked bit-level prior and its ``torch_logits``) and ``entropy_train`` (its training).

@@ -13,7 +13,9 @@ with the same batch composition where the runtime's kernels depend on it (decode
 then made exact: ``sigmoid`` in float64, rounded to a 2**-16 grid and clamped to
 [2**-16, 1 - 2**-16], so no bit is impossible (a confidently wrong bit costs at most 16 bits) and the
 coder's own fixed-point conversion of a value on that grid is exact. Should the logits differ
-anyway, the latent's CRC32 in the header turns a would-be wrong latent into a ``CodecError``.
+anyway, or the stream be damaged, the latent's CRC32 in the header turns a would-be wrong latent
+into a ``CodecError``; and the decoder re-encodes what it decoded (the coder alone, with the
+probabilities it already has) and refuses a payload that is not exactly that coding.
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def ideal_bits(bits: np.ndarray, logits_fn: BitLogits, stages: int = DEFAULT_STA
 def compress_batch(bits: np.ndarray, logits_fn: BitLogits, stages: int, model_id: str) -> list[bytes]:
     """One stream per latent of ``bits`` uint8 (n, C, h, w), with one ``logits_fn`` call per stage for all n.
 
-    ``model_id``: 16 hex digits naming the model behind ``logits_fn`` (e.g. the weights' sha256[:16]);
+    ``model_id``: 8 hex digits naming the model behind ``logits_fn`` (the weights' sha256[:8]);
     the decoder refuses a stream written for another.
     """
     check_model_id(model_id)
@@ -147,7 +149,7 @@ def compress_batch(bits: np.ndarray, logits_fn: BitLogits, stages: int, model_id
     streams = []
     for latent, encoder in zip(latents, encoders):
         payload = encoder.get_compressed().astype("<u4").tobytes()
-        header = Header(FORMAT_VERSION, latent_shape, stages, model_id, _latent_crc32(latent), len(payload))
+        header = Header(FORMAT_VERSION, latent_shape, stages, model_id, _latent_crc32(latent))
         streams.append(pack_stream(header, payload))
     return streams
 
@@ -164,9 +166,11 @@ def decompress_batch(streams: Sequence[bytes], logits_fn: BitLogits, model_id: s
     All streams must share one latent shape and stage count (as ``compress_batch`` writes them).
 
     Raises:
-        CodecError: a stream is truncated, corrupted, of a newer format version, for a model other than
+        CodecError: a stream is truncated, of a newer format version, for a model other than
             ``model_id``, of a shape other than ``latent_shape`` (when given) or than the other streams',
-            or decodes to a latent failing its checksum (the model's logits differ from the encoder's).
+            decodes to a latent failing its checksum (a corrupted stream, or the model's logits differ
+            from the encoder's), or has a payload other than the coding of that latent (trailing words,
+            damage the checksum cannot see).
     """
     model_id = check_model_id(model_id).hex()  # lowercase, as headers read back
     if not streams:
@@ -190,18 +194,24 @@ def decompress_batch(streams: Sequence[bytes], logits_fn: BitLogits, model_id: s
                              f"stream 0 {first.latent_shape} with {first.stages}: decode them apart")
     n, shape = len(parsed), first.latent_shape
     decoders = [_queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32)) for _, payload in parsed]
+    encoders = [_queue.RangeEncoder() for _ in range(n)]  # the decoded bits re-encoded: a canonical payload
     flat = np.zeros((n, int(np.prod(shape))), dtype=np.uint8)  # filled stage by stage
     for positions, p1 in _stage_loop(logits_fn, flat, shape, first.stages):
-        for i, (decoder, p_row) in enumerate(zip(decoders, p1)):
+        for i, (decoder, encoder, p_row) in enumerate(zip(decoders, encoders, p1)):
             try:
                 flat[i, positions] = decoder.decode(_BERNOULLI, p_row)
             except Exception as error:  # constriction's own errors: never pass them on bare
-                raise CodecError(f"stream {i}: the range decoder failed ({error})") from error
+                raise CodecError(f"stream {i}: corrupted or truncated stream: the range decoder failed ({error})") from error
+            encoder.encode(flat[i, positions].astype(np.int32), _BERNOULLI, p_row)
     latents = flat.reshape(n, *shape)
-    for i, (latent, (header, _)) in enumerate(zip(latents, parsed)):
+    for i, (latent, encoder, (header, payload)) in enumerate(zip(latents, encoders, parsed)):
         if _latent_crc32(latent) != header.latent_crc32:
-            raise CodecError(f"stream {i}: the decoded latent fails its checksum; the model gave other "
-                             "probabilities than when encoding (same model_id, another runtime, device or batch?)")
+            raise CodecError(f"stream {i}: the decoded latent fails its checksum: corrupted stream, truncated stream, "
+                             "or a model that gave other probabilities than when encoding (same model_id, another "
+                             "runtime, device or batch?)")
+        if encoder.get_compressed().astype("<u4").tobytes() != payload:
+            raise CodecError(f"stream {i}: corrupted stream: its payload is not the coding of the latent it decodes "
+                             "to (trailing bytes, or damage the checksum cannot see)")
     return latents
 
 
@@ -215,14 +225,14 @@ def decompress(data: bytes, logits_fn: BitLogits, model_id: str,
 class Codec:
     """The codec of one probability model: what ``bitlatent encode --compress`` / ``decode`` hold.
 
-    codec = Codec(logits_fn, latent_shape=(8, 16, 16), model_id=sha256_file(weights)[:16])
+    codec = Codec(logits_fn, latent_shape=(8, 16, 16), model_id=sha256_file(weights)[:8])
     data = codec.compress(bits)          # bits uint8 (C, h, w) -> bytes
     bits = codec.decompress(data)        # refuses a stream of another model or latent shape
     """
 
     logits_fn: BitLogits  # the masked bit-level prior, see ``BitLogits``
     latent_shape: tuple[int, int, int]  # (C, h, w) of every latent this codec codes and decodes
-    model_id: str  # 16 hex digits naming the model behind logits_fn, written into and checked in each stream
+    model_id: str  # 8 hex digits naming the model behind logits_fn, written into and checked in each stream
     stages: int = DEFAULT_STAGES  # coding stages (model calls per batch) for compress; decode reads the header's
 
     def __post_init__(self) -> None:

@@ -9,8 +9,9 @@
     spec       str        the latent spec as JSON (``core.binary.LatentSpec.to_dict()``: grid, bits per
                           cell, image size), checked against the decoder's before decoding
 
-Each stream carries its own header (format version, latent shape, the entropy model's id, CRCs), so the
-file adds no model id of its own: the streams name the model they need. A latent shard (``data.latent_shards``)
+Each stream carries its own header (format version, latent shape, the entropy model's id, the latent's
+CRC32), so the file adds no model id of its own: the streams name the model they need. A stream has no
+length field: ``offsets`` is where each one ends. A latent shard (``data.latent_shards``)
 has no ``streams`` entry; ``is_stream_file`` tells the two apart.
 """
 

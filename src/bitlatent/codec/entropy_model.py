@@ -22,7 +22,8 @@ reads the "no caption" token. ``bitlatent encode --compress`` codes without; the
 both (``pipelines.compression``).
 
 Saved as ``entropy_model.safetensors`` (weights) + ``entropy_model.json`` (format, config); the
-first 16 hex digits of the weights file's sha256 are the ``model_id`` each stream names.
+first 8 hex digits (``header.MODEL_ID_DIGITS``) of the weights file's sha256 are the ``model_id``
+each stream names.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from bitlatent.core.io import atomic_write_bytes, atomic_write_json, read_json
 from bitlatent.text.layers import Attention, mlp
 
 from .coder import BitLogits
+from .header import MODEL_ID_DIGITS
 from .logits import chunked_logits
 
 __all__ = [
@@ -209,8 +211,8 @@ def weights_bytes(model: EntropyModel) -> bytes:
 
 
 def model_id(weights: bytes) -> str:
-    """The model's id in streams: the first 16 hex digits of the sha256 of its weights file."""
-    return hashlib.sha256(weights).hexdigest()[:16]
+    """The model's id in streams: the first 8 hex digits of the sha256 of its weights file."""
+    return hashlib.sha256(weights).hexdigest()[:MODEL_ID_DIGITS]
 
 
 def save_entropy_model(model: EntropyModel, folder: str | Path) -> str:

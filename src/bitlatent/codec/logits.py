@@ -6,7 +6,7 @@ streams without torch); ``entropy_model.torch_logits`` is the torch one.
                         caption_states float32 (batch, sequence, 384), caption_mask int64 (batch, sequence),
                         uncaptioned bool (batch,)  ->  logits float32 (batch, C, h, w)
 
-Streams coded with the ONNX graph name the graph file (``onnx_model_id``: the first 16 hex digits of its
+Streams coded with the ONNX graph name the graph file (``onnx_model_id``: the first 8 hex digits of its
 sha256), not the torch weights: the two runtimes' logits differ in the last float bits, which moves some
 probabilities to another point of the coder's grid, so a stream decodes only with the runtime that
 wrote it, and one of the other runtime is refused by its model id rather than by a failed checksum.
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .coder import BitLogits
+from .header import MODEL_ID_DIGITS
 
 __all__ = ["ENTROPY_FILE", "ENTROPY_INPUTS", "ENTROPY_OUTPUTS", "chunked_logits", "onnx_logits", "onnx_model_id"]
 
@@ -65,7 +66,7 @@ def chunked_logits(run: ModelCall, text_dim: int, states: np.ndarray | None = No
 
 def onnx_model_id(path: str | Path) -> str:
     """The model id of streams coded with the ONNX graph at ``path``."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:MODEL_ID_DIGITS]
 
 
 def onnx_logits(session: Any, states: np.ndarray | None = None, mask: np.ndarray | None = None,

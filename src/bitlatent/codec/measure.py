@@ -12,14 +12,14 @@ from .header import HEADER_BYTES
 
 __all__ = ["StreamCost", "stream_cost"]
 
-_FRAMING_BITS = 8 * (HEADER_BYTES + 4)  # header and stream CRC32
+_FRAMING_BITS = 8 * HEADER_BYTES  # the header (the payload runs to the stream's end)
 
 
 @dataclass(frozen=True)
 class StreamCost:
     """Mean over the latents coded (one batch)."""
 
-    bits_per_image: float  # whole streams, header and CRC included
+    bits_per_image: float  # whole streams, header included
     payload_bits_per_image: float  # the range coder's words alone
     compress_ms_per_image: float  # wall time of compress_batch / n (model calls included)
     decompress_ms_per_image: float  # wall time of decompress_batch / n
