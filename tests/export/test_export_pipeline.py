@@ -25,7 +25,7 @@ from bitlatent.inference.bundle import (
 from tests.export.tiny import LIBRARY_SIZE, MAX_PROMPT_TOKENS
 
 EXPECTED_FILES = {"decoder.onnx", "decoder.fp16.onnx", "decoder.int8.onnx", "text_to_latent.onnx",
-                  "text_to_latent.fp16.onnx", "tokenizer.json", "library.npz"}  # fmt: skip
+                  "text_to_latent.fp16.onnx", "entropy_model.onnx", "tokenizer.json", "library.npz"}  # fmt: skip
 
 
 def session(path):
@@ -91,7 +91,8 @@ def test_export_report_is_written(tiny):
     assert report["library_size"] == LIBRARY_SIZE
     assert report["parity"]["decoder"]["max_abs_image"] <= 1e-4
     assert report["parity"]["text_to_latent"]["bit_agreement"] >= 0.999
-    assert set(report["models"]) == {"decoder", "decoder_fp16", "decoder_int8", "text_to_latent", "text_to_latent_fp16"}
+    assert set(report["models"]) == {"decoder", "decoder_fp16", "decoder_int8", "text_to_latent", "text_to_latent_fp16",
+                                     "entropy_model"}
     int8 = report["parity"]["decoder_int8"]
     assert int8["passed"] and int8["psnr_db"] >= int8["min_psnr_db"] == 35.0
     assert int8["calibration_source"] == "library" and int8["calibration_latents"] == LIBRARY_SIZE // 2
@@ -179,7 +180,7 @@ def test_a_parity_failure_fails_the_node_and_keeps_the_old_bundle(tiny, tmp_path
 
     staged = []
 
-    def failing_export(decoder, text, out_dir, config, library):
+    def failing_export(decoder, text, out_dir, config, library, entropy_model):
         staged.append(out_dir)
         (out_dir / "decoder.onnx").write_bytes(b"half-written")
         raise ParityError("decoder: max |ONNX - torch| = 0.5 (> 0.0001)")
@@ -187,7 +188,8 @@ def test_a_parity_failure_fails_the_node_and_keeps_the_old_bundle(tiny, tmp_path
     monkeypatch.setattr(nodes, "export_bundle", failing_export)
     monkeypatch.setattr(nodes, "text_model_parts", lambda model: None)
     with pytest.raises(ParityError, match="0.5"):
-        nodes.export_onnx(tiny.decoder, tiny.head, {}, LatentParts(tmp_path / "none"), {"scratch_dir": str(tmp_path / "scratch")})
+        nodes.export_onnx(tiny.decoder, tiny.head, {}, LatentParts(tmp_path / "none"), None,
+                          {"scratch_dir": str(tmp_path / "scratch")})
     assert staged and not staged[0].exists(), "the staging folder is removed"
     read_manifest(tiny.bundle)  # the committed bundle is untouched
 

@@ -200,3 +200,18 @@ def test_refine_through_the_generator_uses_the_prior_and_the_library(tiny_prior)
     half = generator.generate_bits(PROMPTS, "refine", samples=2, strength=0.5, seed=7)
     np.testing.assert_array_equal(half.library_index, retrieved.library_index)
     assert (half.bits != retrieved.bits).any()
+
+
+def test_the_bundle_carries_the_entropy_model_and_decodes_its_streams(tiny_prior):
+    """The compression pipeline's entropy model travels in the bundle: its graph is in the manifest with
+    its parity, and streams coded with it decode exactly through the bundle's own graph."""
+    from bitlatent.codec import compress_batch, decompress_batch
+    from bitlatent.codec.logits import ENTROPY_FILE, onnx_logits, onnx_model_id
+
+    manifest = read_manifest(tiny_prior.bundle)
+    assert manifest["models"]["entropy_model"]["file"] == ENTROPY_FILE
+    assert manifest["parity"]["entropy_model"]["passed"] and manifest["entropy_model"]["latent_h"] == tiny_prior.decoder.latent_spec.h
+    session = ort.InferenceSession(str(tiny_prior.bundle / ENTROPY_FILE), providers=["CPUExecutionProvider"])
+    model_id = onnx_model_id(tiny_prior.bundle / ENTROPY_FILE)
+    streams = compress_batch(tiny_prior.library_bits[:4], onnx_logits(session), 8, model_id)
+    np.testing.assert_array_equal(decompress_batch(streams, onnx_logits(session), model_id), tiny_prior.library_bits[:4])

@@ -98,6 +98,7 @@ def build(workdir: Path) -> TinyExport:
     catalog["text_to_latent"] = MemoryDataset(head, copy_mode="assign")
     catalog["pretrain_latents"] = MemoryDataset({"pretrain": LatentShard(pack_bits(bits), ids, spec)}, copy_mode="assign")
     catalog["adapted_latents"] = MemoryDataset(LatentParts(workdir / "no-latents-yet"), copy_mode="assign")
+    catalog["entropy_model"] = MemoryDataset(tiny_entropy_model(spec), copy_mode="assign")
     catalog["params:export"] = MemoryDataset({**export_params(), "scratch_dir": str(workdir / "scratch")})
     logging.getLogger("kedro").setLevel(logging.WARNING)
     SequentialRunner().run(create_pipeline(), catalog)
@@ -128,6 +129,15 @@ def prior_head(decoder: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return head
 
 
+def tiny_entropy_model(spec) -> torch.nn.Module:
+    """An untrained entropy model (``codec.entropy_model``) for ``spec``'s latents, seeded."""
+    from bitlatent.codec.entropy_model import EntropyModel, EntropyModelConfig
+
+    torch.manual_seed(0)
+    return EntropyModel(EntropyModelConfig(latent_h=spec.h, latent_w=spec.w, bits_per_cell=spec.bits_per_cell,
+                                           width=32, heads=2, layers=1, mlp_ratio=2, caption_dropout=0.1)).eval()  # fmt: skip
+
+
 def tiny_prior_export(tmp_path_factory: pytest.TempPathFactory) -> TinyExport:
     if "prior" not in _CACHE:
         from bitlatent.core.binary import pack_bits
@@ -137,10 +147,12 @@ def tiny_prior_export(tmp_path_factory: pytest.TempPathFactory) -> TinyExport:
 
         decoder = small_decoder()
         head = prior_head(decoder)
-        bits = np.random.default_rng(0).integers(0, 2, (PRIOR_LIBRARY_SIZE, *decoder.latent_spec.shape), dtype=np.uint8)
+        spec = decoder.latent_spec
+        entropy = tiny_entropy_model(spec)
+        bits = np.random.default_rng(0).integers(0, 2, (PRIOR_LIBRARY_SIZE, *spec.shape), dtype=np.uint8)
         ids = np.arange(PRIOR_LIBRARY_SIZE)
         out = tmp_path_factory.mktemp("tiny-prior-export")
         export_bundle(decoder, text_model_parts(head), out, ExportConfig(fp16=False, int8=False, seed=0),
-                      library=LatentLibraryInput(pack_bits(bits), ids))  # fmt: skip
+                      library=LatentLibraryInput(pack_bits(bits), ids), entropy_model=entropy)  # fmt: skip
         _CACHE["prior"] = TinyExport(out, None, decoder, head, bits, ids, out)
     return _CACHE["prior"]

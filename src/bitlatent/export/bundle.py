@@ -41,7 +41,11 @@ from bitlatent.inference.bundle import (
     sha256_file,
 )
 
+from bitlatent.codec.entropy_model import EntropyModel
+from bitlatent.codec.logits import ENTROPY_FILE
+
 from .config import ExportConfig
+from .entropy_model import entropy_model_parity, export_entropy_model
 from .onnx_export import (
     DecoderForExport,
     PriorForExport,
@@ -181,8 +185,11 @@ def _judge(results: list[ParityResult]) -> None:
 
 
 def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str | Path,
-                  config: ExportConfig | None = None, library: LatentLibraryInput | None = None) -> dict[str, Any]:  # fmt: skip
-    """Export everything into ``out_dir`` (empty or absent) and return the manifest.
+                  config: ExportConfig | None = None, library: LatentLibraryInput | None = None,
+                  entropy_model: EntropyModel | None = None) -> dict[str, Any]:  # fmt: skip
+    """Export everything into ``out_dir`` (empty or absent) and return the manifest. With an
+    ``entropy_model`` (the ``compression`` pipeline's), ``entropy_model.onnx`` too, so a bundle
+    decodes the streams of ``bitlatent encode --compress`` without torch.
 
     Raises ``ParityError`` when the fp32 graphs (or the fp16 ones, at their looser tolerances)
     disagree with torch, or the tokenizer copy tokenises differently; ``ValueError`` when the
@@ -230,12 +237,21 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
     if prior is not None:
         results.append(prior_parity(PriorForExport(prior).eval(), out / PRIOR_FILE, config.parity_batch, rng,
                                     config.prior_tolerance))  # fmt: skip
+    if entropy_model is not None:
+        if tuple(entropy_model.config.latent_shape) != tuple(spec.shape):
+            raise ValueError(f"the entropy model codes latents {tuple(entropy_model.config.latent_shape)}, "
+                             f"the decoder reads {spec.shape}")
+        export_entropy_model(entropy_model.eval(), out / ENTROPY_FILE, config.opset)
+        results.append(entropy_model_parity(entropy_model, out / ENTROPY_FILE, config.parity_batch, rng,
+                                            config.entropy_tolerance))  # fmt: skip
     _judge(results)
     timings["parity_s"] = time.perf_counter() - start
 
     models = {"decoder": DECODER_FILE, "text_to_latent": TEXT_FILE}
     if prior is not None:
         models["prior"] = PRIOR_FILE
+    if entropy_model is not None:
+        models["entropy_model"] = ENTROPY_FILE
     if config.fp16:
         start = time.perf_counter()
         convert_fp16(out / DECODER_FILE, out / DECODER_FP16_FILE)
@@ -283,6 +299,7 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
         "text_encoder": text.encoder_info,
         "text_model": head.config.to_dict(),
         "decoder": decoder.describe() if hasattr(decoder, "describe") else {},
+        "entropy_model": None if entropy_model is None else entropy_model.config.to_dict(),
         "parity": {"seed": seed, **{r.name: r.to_dict() for r in results}},
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "files": {name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size} for name in files},

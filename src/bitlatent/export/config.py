@@ -39,6 +39,9 @@ class ExportConfig(ConfigGroup):
     prior_tolerance: float = 1e-3
     """Largest allowed |ONNX - torch| of the cell prior's logits and of the text graph's
     ``prior_tokens`` (models with a cell prior); the most likely cell values must all agree."""
+    entropy_tolerance: float = 1e-3
+    """Largest allowed |ONNX - torch| of the entropy model's logits (``entropy_model.onnx``); streams
+    coded with the graph must also decode exactly."""
     fp16_prior_tolerance: float = 0.05
     """The same for the fp16 text graph's ``prior_tokens``."""
     fp16_image_tolerance: float = 0.02
@@ -62,7 +65,8 @@ class ExportConfig(ConfigGroup):
             raise ValueError("parity_batch must be >= 2 (batch 1 is checked separately)")
         if not 0.0 < self.bit_agreement <= 1.0 or not 0.0 < self.fp16_bit_agreement <= 1.0:
             raise ValueError("bit agreements must be in (0, 1]")
-        if min(self.image_tolerance, self.fp16_image_tolerance, self.prior_tolerance, self.fp16_prior_tolerance) <= 0:
+        if min(self.image_tolerance, self.fp16_image_tolerance, self.prior_tolerance, self.fp16_prior_tolerance,
+               self.entropy_tolerance) <= 0:
             raise ValueError("tolerances must be > 0")
         if self.int8_calibration_items < 1:
             raise ValueError("int8_calibration_items must be >= 1")

@@ -10,6 +10,8 @@ A bundle is one folder (``data/06_models/onnx/`` by default)::
     decoder.int8.onnx         the decoder with int8 convolutions, same inputs and outputs, for CPUs; optional
     prior.onnx                the cell prior (text models with one): prior_tokens, attention_mask, cells
                               -> cell_logits; ``generate`` draws latents cell by cell with it
+    entropy_model.onnx        the entropy model (``bitlatent.codec``): bits, known bits, caption states
+                              -> per-bit logits; decodes ``bitlatent encode --compress`` streams
     tokenizer.json            MiniLM's tokenizer (the `tokenizers` library reads it)
     library.npz               optional latent library for retrieve / refine: packed latent bits,
                               packed image codes, image ids
@@ -23,6 +25,7 @@ A bundle is one folder (``data/06_models/onnx/`` by default)::
     models             name -> {file, precision, opset, inputs, outputs}; each input/output is
                        {name, dtype, shape, doc} with symbolic dims as strings ("batch", "sequence")
     library            null, or {file, size, code_bits, bytes_per_latent}
+    entropy_model      null, or the entropy model's config (``codec.EntropyModelConfig``)
     parity             the export's parity check against torch (max abs differences, bit agreement)
     files              file name -> {sha256, bytes}, for every file but the manifest itself
 """

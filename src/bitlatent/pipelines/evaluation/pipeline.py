@@ -18,11 +18,11 @@ def create_pipeline(**kwargs) -> Pipeline:
         ),
         node(
             evaluate_text,
-            inputs=["pairs", "decoder", "text_to_latent", "pretrain_latents", "adapted_latents",
+            inputs=["pairs", "image_shards", "decoder", "text_to_latent", "pretrain_latents", "adapted_latents",
                     "params:data", "params:alignment", "params:evaluation"],
             outputs=["text_metrics", "generation_grid"],
             name="evaluate_text",
         ),
-        node(write_metrics, inputs=["reconstruction_metrics", "text_metrics"], outputs="metrics",
+        node(write_metrics, inputs=["reconstruction_metrics", "text_metrics", "compression_metrics"], outputs="metrics",
              name="write_metrics"),
     ])

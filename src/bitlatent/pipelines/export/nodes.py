@@ -28,7 +28,7 @@ def _all_latents(pretrain_latents: dict[str, Any], adapted_latents: LatentParts 
 
 def export_onnx(
     decoder: BinaryLatentDecoder, text_to_latent: Any, pretrain_latents: dict[str, Any],
-    adapted_latents: LatentParts, export: dict[str, Any],
+    adapted_latents: LatentParts, entropy_model: Any, export: dict[str, Any],
 ) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Export both models, check them against torch, pack the latent library: returns the
     finished staging folder (``onnx_bundle`` moves it into place) and the export report.
@@ -41,7 +41,7 @@ def export_onnx(
                                    config.library_splits, config.max_library_items)  # fmt: skip
     staging = staging_dir(config.scratch_dir)
     try:
-        manifest = export_bundle(decoder, text_model_parts(text_to_latent), staging, config, library)
+        manifest = export_bundle(decoder, text_model_parts(text_to_latent), staging, config, library, entropy_model)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -9,7 +9,8 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
         node(
             export_onnx,
-            inputs=["decoder", "text_to_latent", "pretrain_latents", "adapted_latents", "params:export"],
+            inputs=["decoder", "text_to_latent", "pretrain_latents", "adapted_latents", "entropy_model",
+                    "params:export"],
             outputs=["onnx_bundle", "export_report"],
             name="export_onnx",
         ),
