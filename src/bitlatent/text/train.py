@@ -179,7 +179,7 @@ class TextTrainResult:
     curves: dict[str, list[float]]
     """Per step: step, epoch, loss, bce, contrastive, bit_accuracy (of the batch), lr,
     wall_time (s, cumulative). Per evaluation (with validation data): val_step, val_bit_accuracy,
-    val_t2i_recall@1, @5, @10."""
+    val_t2i_recall@1, @5, @10, val_t2i_median_rank."""
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -281,7 +281,8 @@ def train_text_to_latent(
     total = cfg.epochs * steps_per_epoch
     identity = text_identity(mc, cfg, train)
     keys = ("step", "epoch", "loss", "bce", "contrastive", "prior_ce", "bit_accuracy", "lr", "wall_time")
-    val_keys = ("val_step", "val_bit_accuracy", "val_t2i_recall@1", "val_t2i_recall@5", "val_t2i_recall@10")
+    val_keys = ("val_step", "val_bit_accuracy", "val_t2i_recall@1", "val_t2i_recall@5", "val_t2i_recall@10",
+                "val_t2i_median_rank")
     curves: dict[str, list[float]] = {k: [] for k in (*keys, *(val_keys if val is not None else ()))}
     path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
 
