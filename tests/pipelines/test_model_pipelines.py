@@ -15,7 +15,9 @@ from kedro.runner import SequentialRunner
 
 from bitlatent.cli import main as bitlatent_cli
 from bitlatent.data.latent_shards import load_latent_shard
-from bitlatent.pipelines import alignment, data_validation, decoder_pretraining, evaluation, latent_adaptation
+from bitlatent.pipelines import (
+    alignment, compression, data_validation, decoder_pretraining, evaluation, latent_adaptation,
+)
 from tests.pipelines.conftest import real_catalog
 from tests.tiny_project import tiny_parameters
 
@@ -33,7 +35,8 @@ def tiny_params(**adaptation) -> dict:
 
 
 PIPELINES = {"data_validation": data_validation, "decoder_pretraining": decoder_pretraining,
-             "latent_adaptation": latent_adaptation, "alignment": alignment, "evaluation": evaluation}
+             "latent_adaptation": latent_adaptation, "alignment": alignment, "compression": compression,
+             "evaluation": evaluation}
 
 
 def run(pipeline: str, params: dict) -> None:
@@ -70,13 +73,15 @@ class EndToEnd:
 
 @pytest.fixture(scope="module")
 def end_to_end(trained: Path) -> EndToEnd:
-    """On ``trained``: latent_adaptation as two jobs, job 1 run again, then alignment and evaluation."""
+    """On ``trained``: latent_adaptation as two jobs, job 1 run again, then alignment, compression and
+    evaluation (which merges compression's stream sizes into metrics.json)."""
     with working_directory(trained):
         for part in (0, 1):
             run("latent_adaptation", tiny_params(shard=part, num_shards=2))
         first = [json.loads(p.read_text()) for p in sorted(Path("data/07_model_output/latents").glob("part-*-of-2/index.json"))]
         run("latent_adaptation", tiny_params(shard=1, num_shards=2))  # a rerun of a finished job
         run("alignment", tiny_params())
+        run("compression", tiny_params())
         run("evaluation", tiny_params())
     return EndToEnd(trained, first)
 
@@ -122,7 +127,13 @@ def test_evaluation_metrics(end_to_end: EndToEnd, monkeypatch):
     text = metrics["alignment"]
     assert 0.0 <= text["t2i_recall@1"] <= text["t2i_recall@5"] <= text["t2i_recall@10"] <= 1.0
     assert text["bit_accuracy"] > 0.5
+    assert 1.0 <= text["t2i_median_rank"] <= text["test_images"]
+    assert text["test_captions"] > text["test_images"]  # every wording of every test image
     generation = metrics["generation"]
+    # the collapse measures: sample diversity, and the Frechet distance of every mode to the real images
+    assert 0.0 < generation["latent_diversity"] <= 1.0 and 0.0 <= generation["layout_diversity"] <= 1.0
+    assert set(generation["frechet_distance"]) == {"retrieve", "generate", "refine", "reconstructed"}
+    assert generation["frechet_distance"]["reconstructed"] < generation["frechet_distance"]["generate"]
     assert generation["captions_seen"] + generation["captions_unseen"] == 40
     assert 0.0 <= generation["attribute_accuracy_unseen"] <= 1.0
     assert set(generation["by_mode"]) == {"retrieve", "generate", "refine"}
@@ -142,6 +153,8 @@ def test_evaluation_metrics(end_to_end: EndToEnd, monkeypatch):
         assert scores["psnr"] > 18.0, (split, scores)  # this tiny run reaches 19-20 dB
         assert 0.0 < scores["ssim"] <= 1.0
     assert metrics["capacity"]["bits_per_pixel"] == 0.5
+    # compression's stream sizes, merged in: the header (120 bits) on top of a payload below the raw bits
+    assert 120 < metrics["capacity"]["entropy_coded_bits_per_image"] < 512 + 120 + 32
     assert metrics["capacity"]["latent_bits_total"] == 512 * 240
     rd = metrics["rate_distortion"]
     assert rd["bitlatent_test_psnr"] == metrics["reconstruction"]["test"]["psnr"]
