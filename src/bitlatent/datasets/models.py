@@ -19,13 +19,24 @@ if TYPE_CHECKING:
 LATENT_INDEX = "index.json"
 
 
-class DecoderDataset(AbstractDataset[BinaryLatentDecoder, BinaryLatentDecoder]):
-    """A decoder folder: ``decoder.safetensors`` + ``decoder.json`` (never a pickle), with the
-    decoder's fitting recipe (``core.decoder.FitRecipe``) when one is attached."""
+class _ModelFolder(AbstractDataset):
+    """A model saved as a folder of safetensors weights + a JSON config: the path, and "exists" once a
+    weights file is there. Subclasses say how the model loads and saves."""
 
     def __init__(self, path: str, metadata: dict[str, Any] | None = None):
         self._path = Path(path)
         self.metadata = metadata
+
+    def _exists(self) -> bool:
+        return self._path.is_dir() and any(self._path.glob("*.safetensors"))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
+
+
+class DecoderDataset(_ModelFolder):
+    """A decoder folder: ``decoder.safetensors`` + ``decoder.json`` (never a pickle), with the
+    decoder's fitting recipe (``core.decoder.FitRecipe``) when one is attached."""
 
     def load(self) -> BinaryLatentDecoder:
         if not self._exists():
@@ -35,12 +46,6 @@ class DecoderDataset(AbstractDataset[BinaryLatentDecoder, BinaryLatentDecoder]):
 
     def save(self, data: BinaryLatentDecoder) -> None:
         save_decoder(data, self._path)
-
-    def _exists(self) -> bool:
-        return self._path.is_dir() and any(self._path.glob("*.safetensors"))
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
 
 
 class LatentShardsDataset(AbstractDataset[dict[str, LatentShard], dict[str, LatentShard]]):
@@ -147,17 +152,13 @@ class LatentPartsDataset(AbstractDataset[dict, LatentParts]):
         return {"path": str(self._path)}
 
 
-class TextToLatentDataset(AbstractDataset):
+class TextToLatentDataset(_ModelFolder):
     """A text-to-latent folder: ``text_to_latent.safetensors`` + ``text_to_latent.json``.
 
     ``load`` returns the ``bitlatent.text.model.TextToLatent`` head (eval mode); combine it with
     the MiniLM encoder (``bitlatent.text.encoder.load_text_encoder``) or wrap both in
     ``TextToLatentPipeline`` for ``input_ids, attention_mask -> bits``.
     """
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
 
     def load(self):
         from bitlatent.text.model import load_text_to_latent
@@ -169,21 +170,12 @@ class TextToLatentDataset(AbstractDataset):
 
         save_text_to_latent(data, self._path)
 
-    def _exists(self) -> bool:
-        return self._path.is_dir() and any(self._path.glob("*.safetensors"))
 
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
-
-
-class EntropyModelDataset(AbstractDataset):
+class EntropyModelDataset(_ModelFolder):
     """An entropy model folder (``bitlatent.codec.entropy_model``): ``entropy_model.safetensors`` +
     ``entropy_model.json`` (never a pickle). ``load`` returns the model in eval mode; its ``model_id``
-    (the weights' sha256[:16], named in every stream) is ``load_entropy_model``'s second value."""
-
-    def __init__(self, path: str, metadata: dict[str, Any] | None = None):
-        self._path = Path(path)
-        self.metadata = metadata
+    (the first 8 hex digits of the weights' sha256, named in every stream) is ``load_entropy_model``'s
+    second value."""
 
     def load(self):
         from bitlatent.codec.entropy_model import load_entropy_model
@@ -194,9 +186,3 @@ class EntropyModelDataset(AbstractDataset):
         from bitlatent.codec.entropy_model import save_entropy_model
 
         save_entropy_model(data, self._path)
-
-    def _exists(self) -> bool:
-        return self._path.is_dir() and any(self._path.glob("*.safetensors"))
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": str(self._path)}
