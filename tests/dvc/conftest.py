@@ -30,7 +30,8 @@ from tests.tiny_project import PROJECT, TINY_PARAMETERS, copy_project, merge
 GIT_TRACKED = ("data/08_reporting/metrics.json", "data/08_reporting/pretraining_curves.json",
                "data/08_reporting/alignment_curves.json", "data/08_reporting/rate_distortion/bitlatent.json",
                "data/08_reporting/rate_distortion/jpeg.json", "data/08_reporting/rate_distortion/webp.json",
-               "data/08_reporting/compression.json", "data/08_reporting/compression_curves.json")
+               "data/08_reporting/compression.json", "data/08_reporting/compression_curves.json",
+               "data/08_reporting/capacity.json")
 
 # besides tests.tiny_project.copy_project's
 COPIED_FILES = (".gitignore", "dvc.yaml", ".dvcignore", ".dvc/config", ".dvc/.gitignore",

@@ -29,7 +29,7 @@ UP_TO_DATE = "Data and pipelines are up to date."
 CACHED = ["data/03_primary/image_shards", "data/03_primary/pairs.parquet",
           "data/02_intermediate/rejected_pairs.parquet", "data/08_reporting/validation.json",
           "data/06_models/decoder", "data/06_models/latent_spec.json", "data/06_models/pretrain_latents",
-          "data/08_reporting/capacity.json", *PARTS, "data/08_reporting/pretraining_curves.png",
+          "data/08_reporting/decoder_capacity.json", *PARTS, "data/08_reporting/pretraining_curves.png",
           "data/06_models/text_to_latent", "data/08_reporting/alignment_curves.png",
           "data/08_reporting/reconstruction_grid.png", "data/08_reporting/rate_distortion.png",
           "data/08_reporting/generation_grid.png", "data/06_models/onnx", "data/08_reporting/export.json",

@@ -93,7 +93,7 @@ def test_pretraining_writes_decoder_latents_curves_capacity(trained: Path, monke
     assert (spec["h"], spec["w"], spec["bits_per_cell"], spec["image_size"]) == (8, 8, 8, 32)
     shard = load_latent_shard(next(Path("data/06_models/pretrain_latents/pretrain").glob("*.npz")))
     assert shard.bits.dtype == np.uint8 and shard.bits.shape[1] == 8 * 8 * 8 // 8
-    capacity = json.loads(Path("data/08_reporting/capacity.json").read_text())
+    capacity = json.loads(Path("data/08_reporting/decoder_capacity.json").read_text())
     assert capacity["bits_per_image"] == 512 and capacity["decoder_bits"] > 0
     curves = json.loads(Path("data/08_reporting/pretraining_curves.json").read_text())
     assert curves[-1]["psnr"] > curves[0]["psnr"] and curves[-1]["step"] > curves[0]["step"]
@@ -156,6 +156,10 @@ def test_evaluation_metrics(end_to_end: EndToEnd, monkeypatch):
     # compression's stream sizes, merged in: the header (120 bits) on top of a payload below the raw bits
     assert 120 < metrics["capacity"]["entropy_coded_bits_per_image"] < 512 + 120 + 32
     assert metrics["capacity"]["latent_bits_total"] == 512 * 240
+    # the capacity report of the full run: metrics.json's capacity, raw beside entropy-coded bits
+    report = json.loads(Path("data/08_reporting/capacity.json").read_text())
+    assert report == metrics["capacity"] and report["bits_per_image"] == 512
+    assert report["entropy_coded_bits_per_pixel"] == report["entropy_coded_bits_per_image"] / 32 ** 2
     rd = metrics["rate_distortion"]
     assert rd["bitlatent_test_psnr"] == metrics["reconstruction"]["test"]["psnr"]
     # 512 bits per 32x32 image is below the smallest file either codec can write

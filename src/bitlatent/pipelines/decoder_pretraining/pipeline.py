@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             inputs=["image_shards", "pairs", "params:decoder", "params:pretraining",
                     "params:latent_adaptation"],
             outputs=["decoder", "latent_spec", "pretrain_latents", "pretraining_curves",
-                     "pretraining_curves_plot", "capacity"],
+                     "pretraining_curves_plot", "decoder_capacity"],
             name="pretrain_decoder",
         ),
     ])

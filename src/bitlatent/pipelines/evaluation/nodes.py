@@ -33,11 +33,12 @@ def _subset(latents: LatentShard, limit: int | None) -> LatentShard:
 def evaluate_reconstruction(
     image_shards: ImageShards, pairs: pd.DataFrame, decoder: BinaryLatentDecoder,
     pretrain_latents: dict[str, LatentShard], adapted_latents: LatentParts,
-    capacity: dict, evaluation: dict[str, Any],
+    decoder_capacity: dict, evaluation: dict[str, Any],
 ) -> tuple[dict, dict[str, list[dict]], Figure, Figure]:
     """Decode each split's latents and compare with the images; JPEG/WebP at the same bits.
 
     Only latents were fitted for adapt and test images: the decoder never trained on them.
+    ``decoder_capacity`` is pretraining's report (decoder parameter bits against its latents' bits).
     """
     config = EvaluationConfig.from_dict(evaluation)
     table = images_table(pairs)
@@ -63,13 +64,13 @@ def evaluate_reconstruction(
         "bits_per_image": spec.bits_per_image,
         "bits_per_pixel": spec.bits_per_pixel,
         "latent_bits_total": spec.bits_per_image * total_images,
-        "latent_bits_pretrain": capacity["total_latent_bits"],
-        "decoder_param_bits": capacity["decoder_bits"],
-        "decoder_parameters": capacity["decoder_parameters"],
-        "decoder_to_pretrain_latent_ratio": capacity["ratio"],
-        "receptive_field_cells": capacity["receptive_field_cells"],
+        "latent_bits_pretrain": decoder_capacity["total_latent_bits"],
+        "decoder_param_bits": decoder_capacity["decoder_bits"],
+        "decoder_parameters": decoder_capacity["decoder_parameters"],
+        "decoder_to_pretrain_latent_ratio": decoder_capacity["ratio"],
+        "receptive_field_cells": decoder_capacity["receptive_field_cells"],
     }
-    ratio = capacity["decoder_bits"] / max(spec.bits_per_image * total_images, 1)
+    ratio = decoder_capacity["decoder_bits"] / max(spec.bits_per_image * total_images, 1)
     if ratio > config.max_capacity_ratio:
         log.warning("decoder parameter bits are %.2fx all latent bits: the decoder can memorise", ratio)
 
@@ -87,6 +88,12 @@ def evaluate_reconstruction(
               for codec, curve in codec_curves.items()}
     series["bitlatent"] = ours_points
     return metrics, series, image_grid(grid_rows), rd_figure
+
+
+def capacity_of(metrics: dict) -> dict:
+    """The capacity report of a full run: ``metrics.json``'s capacity section (raw bits beside the
+    entropy-coded stream sizes of the compression pipeline, the decoder's parameter bits, times)."""
+    return dict(metrics["capacity"])
 
 
 def write_metrics(*parts: dict) -> dict:

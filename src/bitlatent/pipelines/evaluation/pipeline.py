@@ -1,9 +1,10 @@
-"""The ``evaluation`` pipeline: everything in ``data/08_reporting/metrics.json``."""
+"""The ``evaluation`` pipeline: everything in ``data/08_reporting/metrics.json``, and its capacity section
+as the capacity report ``data/08_reporting/capacity.json``."""
 
 from kedro.pipeline import Pipeline, node
 
 from bitlatent.pipelines.evaluation.alignment import evaluate_text
-from bitlatent.pipelines.evaluation.nodes import evaluate_reconstruction, write_metrics
+from bitlatent.pipelines.evaluation.nodes import capacity_of, evaluate_reconstruction, write_metrics
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         node(
             evaluate_reconstruction,
             inputs=["image_shards", "pairs", "decoder", "pretrain_latents", "adapted_latents",
-                    "capacity", "params:evaluation"],
+                    "decoder_capacity", "params:evaluation"],
             outputs=["reconstruction_metrics", "rate_distortion_curves", "reconstruction_grid",
                      "rate_distortion_plot"],
             name="evaluate_reconstruction",
@@ -25,4 +26,5 @@ def create_pipeline(**kwargs) -> Pipeline:
         ),
         node(write_metrics, inputs=["reconstruction_metrics", "text_metrics", "compression_metrics"], outputs="metrics",
              name="write_metrics"),
+        node(capacity_of, inputs="metrics", outputs="capacity", name="write_capacity_report"),
     ])
