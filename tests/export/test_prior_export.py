@@ -1,19 +1,22 @@
-"""The cell prior in the ONNX bundle: ``prior.onnx`` + the text graph's ``prior_tokens``, its parity
-check, and ``OnnxGenerator`` drawing latents from it (greedy = the torch prior's greedy draw, seeded
-sampling, the prior's distribution)."""
+"""The cell prior in the ONNX bundle: ``prior_context.onnx`` + ``prior.onnx`` + the text graph's
+``prior_tokens``, its parity check, and ``OnnxGenerator`` drawing latents from it (greedy = the torch
+prior's greedy draw, seeded sampling, the prior's distribution)."""
 
 from __future__ import annotations
+
+import json
+import shutil
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
-from bitlatent.export.onnx_export import PriorForExport
 from bitlatent.export.parity import prior_parity
 from bitlatent.generation import cell_uniforms, prompt_keys
 from bitlatent.inference import OnnxGenerator, read_manifest
-from bitlatent.inference.onnx_prior import sample_prior_cells
+from bitlatent.inference.bundle import BundleError
+from bitlatent.inference.onnx_prior import PriorSession, sample_prior_cells
 from tests.export.test_decoder_graph import small_decoder
 from tests.export.tiny import prior_head, tiny_prior_export
 
@@ -32,9 +35,16 @@ def bundle(tiny_prior):
 
 def test_the_bundle_carries_the_prior_and_its_parity_passed(bundle):
     out, manifest, head = bundle
+    assert manifest["version"] == 2
     assert manifest["models"]["prior"]["file"] == "prior.onnx" and (out / "prior.onnx").is_file()
+    assert manifest["models"]["prior_context"]["file"] == "prior_context.onnx" and (out / "prior_context.onnx").is_file()
     assert [o["name"] for o in manifest["models"]["text_to_latent"]["outputs"]][-1] == "prior_tokens"
-    assert [i["name"] for i in manifest["models"]["prior"]["inputs"]][:4] == ["prior_tokens", "attention_mask", "previous_cell", "step"]
+    context_io, step_io = manifest["models"]["prior_context"], manifest["models"]["prior"]
+    assert [i["name"] for i in context_io["inputs"]] == ["prior_tokens", "attention_mask", "uncaptioned"]
+    assert [i["name"] for i in step_io["inputs"]][:2] == ["previous_cell", "step"]
+    context_outputs = [o["name"] for o in context_io["outputs"]]
+    assert [i["name"] for i in step_io["inputs"]][-len(context_outputs):] == context_outputs  # fed by name
+    assert all(io["doc"] for io in context_io["outputs"] + step_io["inputs"] + step_io["outputs"])
     prior = manifest["parity"]["prior"]
     assert prior["passed"] and prior["max_abs_logit"] <= 1e-3 and prior["argmax_agreement"] == 1.0
     assert manifest["parity"]["text_to_latent"]["max_abs_prior_tokens"] <= 1e-3
@@ -42,9 +52,11 @@ def test_the_bundle_carries_the_prior_and_its_parity_passed(bundle):
 
 
 def test_prior_graph_steps_give_the_teacher_forced_logits(bundle):
-    """prior.onnx called once per cell on its own caches gives row t of torch's ``cell_logits``."""
+    """prior_context.onnx once, then prior.onnx called once per cell on its own caches (plain
+    ``run`` calls, fed by name) gives row t of torch's ``cell_logits``."""
     out, _, head = bundle
-    session = ort.InferenceSession(str(out / "prior.onnx"), providers=["CPUExecutionProvider"])
+    context_session, session = (ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+                                for name in ("prior_context.onnx", "prior.onnx"))  # fmt: skip
     rng = np.random.default_rng(0)
     prior = head.prior
     T, C = prior.config.num_cells, prior.config.bits_per_cell
@@ -53,25 +65,42 @@ def test_prior_graph_steps_give_the_teacher_forced_logits(bundle):
     cells = rng.integers(0, 2, size=(2, T, C), dtype=np.uint8)
     with torch.no_grad():
         whole = prior.cell_logits(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(cells)).numpy()
-    keys, values = (c.numpy() for c in prior.empty_cache(2))
-    assert [i.name for i in session.get_inputs()] == ["prior_tokens", "attention_mask", "previous_cell", "step", "keys",
-                                                      "values", "uncaptioned"]  # fmt: skip
+    assert [i.name for i in session.get_inputs()] == ["previous_cell", "step", "keys_0", "values_0", "context_keys_0",
+                                                      "context_values_0", "context_bias"]  # fmt: skip
     uncaptioned = np.array([False, True])  # row 1 reads the "no caption" token
     with torch.no_grad():
         null_tokens, null_mask = prior.without_caption(torch.from_numpy(tokens), torch.from_numpy(mask))
         whole[1] = prior.cell_logits(null_tokens, null_mask, torch.from_numpy(cells)).numpy()[1]
+    names = [o.name for o in context_session.get_outputs()]
+    context = dict(zip(names, context_session.run(names, {"prior_tokens": tokens, "attention_mask": mask,
+                                                          "uncaptioned": uncaptioned})))  # fmt: skip
+    keys, values = (c[0].numpy() for c in prior.empty_cache(2))  # one block
     for t in range(T):
-        logits, keys[:, :, :, t], values[:, :, :, t] = session.run(None, {
-            "prior_tokens": tokens, "attention_mask": mask, "previous_cell": np.ascontiguousarray(cells[:, t - 1]),
-            "step": np.array([t]), "keys": keys, "values": values, "uncaptioned": uncaptioned})  # fmt: skip
+        logits, keys[:, :, t : t + 1], values[:, :, t : t + 1] = session.run(None, {
+            "previous_cell": np.ascontiguousarray(cells[:, t - 1]), "step": np.array([t]), "keys_0": keys,
+            "values_0": values, **context})  # fmt: skip
         np.testing.assert_allclose(logits, whole[:, t], atol=1e-4)
 
 
 def test_a_prior_that_differs_from_its_export_fails_parity(bundle):
     out, _, head = bundle
     changed = prior_head(small_decoder(), seed=1).prior
-    result = prior_parity(PriorForExport(changed).eval(), out / "prior.onnx", 4, np.random.default_rng(0), 1e-3)
+    result = prior_parity(changed.eval(), out / "prior_context.onnx", out / "prior.onnx", 4, np.random.default_rng(0), 1e-3)
     assert not result.passed and ">" in result.message
+    assert prior_parity(head.prior.eval(), out / "prior_context.onnx", out / "prior.onnx", 4, np.random.default_rng(0), 1e-3).passed
+
+
+def test_a_version_1_bundle_with_a_prior_is_refused_with_the_command_that_rebuilds_it(bundle, tmp_path):
+    """Version 1 had no prior_context.onnx (its prior.onnx read the caption at every cell)."""
+    out, _, _ = bundle
+    old = shutil.copytree(out, tmp_path / "bundle")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["version"] = 1
+    del manifest["models"]["prior_context"], manifest["files"]["prior_context.onnx"]
+    (old / "prior_context.onnx").unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="version-1 cell prior.*export the bundle again with `kedro run --pipelines export`"):
+        OnnxGenerator(old, device="cpu")
 
 
 def test_greedy_generate_is_the_torch_priors_greedy_draw(bundle):
@@ -117,12 +146,10 @@ def test_first_cells_follow_the_priors_distribution(bundle):
     generator = OnnxGenerator(out, device="cpu")
     pred = generator.predict(PROMPTS[:1])
     assert pred.prior_tokens.dtype == np.float32
-    session = generator.prior_session
     C = generator.latent_shape[0]
-    keys = np.zeros([d if isinstance(d, int) else 1 for d in session.get_inputs()[4].shape], np.float32)
-    logits, _, _ = session.run(None, {"prior_tokens": pred.prior_tokens, "attention_mask": pred.tokens.attention_mask,
-                                      "previous_cell": np.zeros((1, C), np.uint8), "step": np.array([0]),
-                                      "keys": keys, "values": keys, "uncaptioned": np.zeros(1, bool)})  # fmt: skip
+    prior = PriorSession(generator.prior_context_session, generator.prior_session, pred.prior_tokens,
+                         pred.tokens.attention_mask)  # fmt: skip
+    logits = prior.step(0, np.zeros((1, C), np.uint8))
     p = np.exp(logits[0] - logits[0].max())
     p /= p.sum()
     bits = generator.generate_bits(PROMPTS[:1], samples=400, seed=0, guidance=1.0).bits  # (400, C, h, w)
@@ -161,10 +188,10 @@ def test_prompt_keys_decorrelate_the_draws_of_different_prompts(bundle):
     assert keys[0] == keys[1]
     shape = generator.latent_shape
     steps = shape[1] * shape[2]
-    same = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0, cell_uniforms(0, 1, keys, steps))
+    sessions = (generator.prior_context_session, generator.prior_session)
+    same = sample_prior_cells(*sessions, tokens, mask, shape, 1.0, cell_uniforms(0, 1, keys, steps))
     np.testing.assert_array_equal(same[0], same[1])  # one caption, one key: the same draw
-    apart = sample_prior_cells(generator.prior_session, tokens, mask, shape, 1.0,
-                               cell_uniforms(0, 1, np.array([1, 2], np.uint32), steps))  # fmt: skip
+    apart = sample_prior_cells(*sessions, tokens, mask, shape, 1.0, cell_uniforms(0, 1, np.array([1, 2], np.uint32), steps))
     assert (apart[0] != apart[1]).any()  # same caption, different keys: independent draws
     other = generator.tokenize(PROMPTS[1:2])
     assert prompt_keys(other.input_ids, other.attention_mask)[0] != keys[0]

@@ -55,13 +55,16 @@ def test_cached_steps_give_the_teacher_forced_logits():
         tokens = model.encode_text(states)
         whole = model.cell_logits(tokens, mask, cells_of(bits))  # (2, 12, 4)
         keys, values = model.empty_cache(2)
+        context = model.context(tokens, mask)  # the caption's part, once
         cells = cells_of(bits)
         for t in range(12):
-            logits, key, value = model.step(tokens, mask, cells[:, t - 1], torch.tensor([t]), keys, values)
-            assert key.shape == value.shape == (2, 2, 2, 16)  # (layers, B, H, d/H): cell t's only
+            logits, key, value = model.step(cells[:, t - 1], torch.tensor([t]), keys, values, context)
+            assert [k.shape for k in key] == [v.shape for v in value] == [(2, 2, 1, 16)] * 2  # layers x (B, H, 1, d/H): cell t's only
             model.store_step(keys, values, t, key, value)
             torch.testing.assert_close(logits, whole[:, t], atol=1e-5, rtol=1e-5)
-    assert keys.shape == (2, 2, 2, 12, 16) and keys.abs().amin(dim=(0, 1, 2, 4)).gt(0).all(), "every slot written"
+    assert len(keys) == len(values) == 2
+    for cache in [*keys, *values]:
+        assert cache.shape == (2, 2, 12, 16) and cache.abs().amin(dim=(0, 1, 3)).gt(0).all(), "every slot written"
 
 
 def test_samples_follow_the_seed_and_the_caption_decides():

@@ -33,6 +33,7 @@ from bitlatent.inference.bundle import (
     DECODER_INT8_FILE,
     LIBRARY_FILE,
     MANIFEST_FILE,
+    PRIOR_CONTEXT_FILE,
     PRIOR_FILE,
     TEXT_FILE,
     TEXT_FP16_FILE,
@@ -48,11 +49,11 @@ from .config import ExportConfig
 from .entropy_model import entropy_model_parity, export_entropy_model
 from .onnx_export import (
     DecoderForExport,
-    PriorForExport,
     TextForExport,
     convert_fp16,
     export_decoder,
     export_prior,
+    export_prior_context,
     export_text_model,
     graph_io,
 )
@@ -221,6 +222,7 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
     prior = getattr(head, "prior", None)
     if prior is not None:
         start = time.perf_counter()
+        export_prior_context(prior.eval(), out / PRIOR_CONTEXT_FILE, config.opset)
         export_prior(prior.eval(), out / PRIOR_FILE, config.opset)
         timings["export_prior_s"] = time.perf_counter() - start
 
@@ -235,7 +237,7 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
                     token_tolerance=config.prior_tolerance, **text_args),
     ]
     if prior is not None:
-        results.append(prior_parity(PriorForExport(prior).eval(), out / PRIOR_FILE, config.parity_batch, rng,
+        results.append(prior_parity(prior.eval(), out / PRIOR_CONTEXT_FILE, out / PRIOR_FILE, config.parity_batch, rng,
                                     config.prior_tolerance))  # fmt: skip
     if entropy_model is not None:
         if tuple(entropy_model.config.latent_shape) != tuple(spec.shape):
@@ -249,7 +251,7 @@ def export_bundle(decoder: torch.nn.Module, text: TextModelParts, out_dir: str |
 
     models = {"decoder": DECODER_FILE, "text_to_latent": TEXT_FILE}
     if prior is not None:
-        models["prior"] = PRIOR_FILE
+        models.update(prior_context=PRIOR_CONTEXT_FILE, prior=PRIOR_FILE)
     if entropy_model is not None:
         models["entropy_model"] = ENTROPY_FILE
     if config.fp16:

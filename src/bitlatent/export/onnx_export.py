@@ -8,10 +8,14 @@
                            -> bits       uint8   (batch, C, h, w)    1 where bit_logits >= 0
                            -> code_bits  uint8   (batch, K)          the text code, for retrieval
                            -> prior_tokens float32 (batch, sequence, d)  only with a cell prior
-    prior.onnx           one step of the cell prior: prior_tokens, attention_mask, previous_cell
-                         uint8 (batch, C), step int64 (1,), keys, values float32 (layers, batch,
-                         H, h*w, d/H) -> cell_logits (batch, 2^C), cell_keys, cell_values
-                         (layers, batch, H, d/H): the caller stores them in slot `step`
+    prior_context.onnx   what the cell prior reads of a caption, once per caption: prior_tokens,
+                         attention_mask [, uncaptioned bool (batch,)] -> context_keys_<i>,
+                         context_values_<i> float32 (batch, H, sequence, d/H) for each block i,
+                         context_bias float32 (batch, 1, 1, sequence)
+    prior.onnx           one step of the cell prior: previous_cell uint8 (batch, C), step int64
+                         (1,), keys_<i>, values_<i> float32 (batch, H, h*w, d/H), and
+                         prior_context.onnx's outputs -> cell_logits (batch, 2^C), cell_keys_<i>,
+                         cell_values_<i> (batch, H, 1, d/H): the caller stores them in slot `step`
 
 The decoder reads bits, not signs, so the text model's ``bits`` feed it directly (Triton's
 ensemble does exactly that). Both graphs are one file each (weights inside; external data
@@ -49,12 +53,15 @@ __all__ = [
     "DecoderForExport",
     "PixelShuffleAsConvTranspose",
     "TextForExport",
+    "PriorContextForExport",
     "PriorForExport",
     "decoder_for_onnx",
     "export_decoder",
     "export_text_model",
     "export_prior",
-    "prior_inputs",
+    "export_prior_context",
+    "prior_context_io",
+    "prior_io",
     "text_outputs",
     "convert_fp16",
     "graph_io",
@@ -70,8 +77,6 @@ DECODER_INPUTS = ["bits"]
 DECODER_OUTPUTS = ["image", "image_float"]
 TEXT_INPUTS = ["input_ids", "attention_mask"]
 TEXT_OUTPUTS = ["bit_logits", "bits", "code_bits"]
-PRIOR_INPUTS = ["prior_tokens", "attention_mask", "previous_cell", "step", "keys", "values"]
-PRIOR_OUTPUTS = ["cell_logits", "cell_keys", "cell_values"]
 _PROTOBUF_LIMIT = 1_800_000_000  # bytes of weights past which external data is used (limit: 2 GiB)
 
 DOCS = {
@@ -82,14 +87,17 @@ DOCS = {
     "attention_mask": "1 on real tokens, 0 on padding",
     "bit_logits": "per-bit logits of the image latent; bit = 1 where logit >= 0",
     "code_bits": "K-bit text code for Hamming retrieval against the library's image codes",
-    "prior_tokens": "the caption's token states as the cell prior reads them (prior.onnx's input)",
+    "prior_tokens": "the caption's token states as the cell prior reads them (prior_context.onnx's input)",
+    "context_keys": "block <i>'s cross-attention keys of the caption's tokens (prior_context.onnx -> prior.onnx)",
+    "context_values": "block <i>'s cross-attention values of the caption's tokens, as context_keys",
+    "context_bias": "0 on the caption's tokens, -1e9 on padding: added to the cross-attention scores",
     "previous_cell": "the bits of cell step - 1 in raster order, in {0, 1} (ignored at step 0)",
     "step": "index of the cell to predict, 0 .. h*w - 1",
-    "keys": "the prior's self-attention keys of cells 0 .. step - 1 in slots 0 .. step - 1 (later slots unread)",
-    "values": "the prior's self-attention values, as keys",
+    "keys": "block <i>'s self-attention keys of cells 0 .. step - 1 in slots 0 .. step - 1 (later slots unread)",
+    "values": "block <i>'s self-attention values, as keys",
     "cell_logits": "logits of cell `step`'s 2^C values (bit 0 most significant) given the cells before it",
-    "cell_keys": "cell `step`'s keys (layers, batch, H, d/H): store them in slot `step` of keys for the next call",
-    "cell_values": "cell `step`'s values, as cell_keys",
+    "cell_keys": "cell `step`'s keys in block <i> (batch, H, 1, d/H): store them in slot `step` of keys_<i> for the next call",
+    "cell_values": "cell `step`'s values in block <i>, as cell_keys",
     "uncaptioned": "rows that read the 'no caption' token instead of their caption (classifier-free guidance)",
 }
 
@@ -178,27 +186,57 @@ def text_outputs(head: nn.Module) -> list[str]:
     return TEXT_OUTPUTS + (["prior_tokens"] if getattr(head, "prior", None) is not None else [])
 
 
-class PriorForExport(nn.Module):
-    """One step of the cell prior (``CellPrior.step``): prior_tokens float32 (B, L, d),
-    attention_mask int64 (B, L), previous_cell uint8 (B, C), step int64 (1,), keys and values
-    float32 (layers, B, H, T, d/H) [, uncaptioned bool (B,): rows that read the "no caption" token
-    instead, for classifier-free guidance; priors trained with caption dropout only] ->
-    cell_logits float32 (B, 2^C), cell_keys and cell_values float32 (layers, B, H, d/H)."""
+def _per_block(name: str, prior: nn.Module) -> list[str]:
+    """``name_0`` .. ``name_<layers - 1>``: one graph input or output per block of the prior."""
+    return [f"{name}_{i}" for i in range(prior.config.layers)]
+
+
+def prior_context_io(prior: nn.Module) -> tuple[list[str], list[str]]:
+    """``prior_context.onnx``'s inputs (``uncaptioned`` for a prior with a "no caption" token) and outputs."""
+    inputs = ["prior_tokens", "attention_mask"] + (["uncaptioned"] if getattr(prior, "null", None) is not None else [])
+    return inputs, _per_block("context_keys", prior) + _per_block("context_values", prior) + ["context_bias"]
+
+
+def prior_io(prior: nn.Module) -> tuple[list[str], list[str]]:
+    """``prior.onnx``'s inputs and outputs: the context inputs are named as ``prior_context.onnx``'s outputs."""
+    context = prior_context_io(prior)[1]
+    inputs = ["previous_cell", "step"] + _per_block("keys", prior) + _per_block("values", prior) + context
+    return inputs, ["cell_logits"] + _per_block("cell_keys", prior) + _per_block("cell_values", prior)
+
+
+class PriorContextForExport(nn.Module):
+    """What the cell prior reads of the captions (``CellPrior.context``): prior_tokens float32
+    (B, L, d), attention_mask int64 (B, L) [, uncaptioned bool (B,): rows that read the "no
+    caption" token instead, for classifier-free guidance; priors trained with caption dropout
+    only] -> per block context_keys, then per block context_values float32 (B, H, L, d/H),
+    context_bias float32 (B, 1, 1, L)."""
 
     def __init__(self, prior: nn.Module):
         super().__init__()
         self.prior = prior
 
-    def forward(self, prior_tokens: torch.Tensor, attention_mask: torch.Tensor, previous_cell: torch.Tensor,
-                step: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, uncaptioned: torch.Tensor | None = None):  # fmt: skip
+    def forward(self, prior_tokens: torch.Tensor, attention_mask: torch.Tensor, uncaptioned: torch.Tensor | None = None):
         if uncaptioned is not None:
             prior_tokens, attention_mask = self.prior.without_caption(prior_tokens, attention_mask, uncaptioned)
-        return self.prior.step(prior_tokens, attention_mask, previous_cell, step, keys, values)
+        keys, values, bias = self.prior.context(prior_tokens, attention_mask)
+        return (*keys, *values, bias)
 
 
-def prior_inputs(prior: nn.Module) -> list[str]:
-    """``prior.onnx``'s inputs: ``PRIOR_INPUTS``, plus ``uncaptioned`` for a prior with a "no caption" token."""
-    return PRIOR_INPUTS + (["uncaptioned"] if getattr(prior, "null", None) is not None else [])
+class PriorForExport(nn.Module):
+    """One step of the cell prior (``CellPrior.step``): previous_cell uint8 (B, C), step int64
+    (1,), then ``tensors``, the graph's other inputs in ``prior_io`` order: per block keys, per
+    block values (B, H, T, d/H), then ``PriorContextForExport``'s outputs -> cell_logits float32
+    (B, 2^C), per block cell_keys, per block cell_values float32 (B, H, 1, d/H)."""
+
+    def __init__(self, prior: nn.Module):
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, previous_cell: torch.Tensor, step: torch.Tensor, *tensors: torch.Tensor):
+        n = self.prior.config.layers
+        keys, values, context_keys, context_values = (list(tensors[i * n : (i + 1) * n]) for i in range(4))
+        logits, key, value = self.prior.step(previous_cell, step, keys, values, (context_keys, context_values, tensors[-1]))
+        return (logits, *key, *value)
 
 
 def _weight_bytes(module: nn.Module) -> int:
@@ -206,7 +244,7 @@ def _weight_bytes(module: nn.Module) -> int:
 
 
 def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
-            dynamic_shapes: dict[str, Any], opset: int) -> None:  # fmt: skip
+            dynamic_shapes: dict[str, Any] | tuple, opset: int) -> None:  # fmt: skip
     module = module.eval()
     external = _weight_bytes(module) > _PROTOBUF_LIMIT
     chatty = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
@@ -302,25 +340,44 @@ def export_text_model(encoder: nn.Module, head: nn.Module, path: str | Path, ops
     return path
 
 
-def export_prior(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
-    """Write ``prior.onnx``, one step of the cell prior with cached keys and values (dynamic batch
-    and sequence). ``OnnxGenerator`` calls it once per cell and stores each call's cell_keys /
-    cell_values in its caches for the next."""
-    path = Path(path)
-    cfg = prior.config
-    tokens = torch.randn(2, 5, cfg.width)
+def _prior_example(prior: nn.Module):
+    """Example prior_tokens (2, 5, d) and attention_mask (one prompt padded) for both prior graphs,
+    and their dynamic batch and sequence dims."""
+    tokens = torch.randn(2, 5, prior.config.width)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.int64)
-    previous = torch.randint(0, 2, (2, cfg.bits_per_cell), dtype=torch.uint8)
-    keys, values = prior.empty_cache(2)
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    sequence = torch.export.Dim("sequence", min=2, max=512)
-    shapes = {"prior_tokens": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence},
-              "previous_cell": {0: batch}, "step": None, "keys": {1: batch}, "values": {1: batch}}  # fmt: skip
-    example = (tokens, mask, previous, torch.tensor([1]), keys, values)
+    return tokens, mask, torch.export.Dim("batch", min=1, max=65536), torch.export.Dim("sequence", min=2, max=512)
+
+
+def export_prior_context(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
+    """Write ``prior_context.onnx``: what the cell prior reads of the captions (dynamic batch and
+    sequence), computed once per caption; ``prior.onnx`` reads its outputs at every cell."""
+    path = Path(path)
+    tokens, mask, batch, sequence = _prior_example(prior)
+    example: tuple = (tokens, mask)
+    shapes: dict[str, Any] = {"prior_tokens": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence}}
     if prior.null is not None:
         example += (torch.tensor([False, True]),)
         shapes["uncaptioned"] = {0: batch}
-    _export(PriorForExport(prior).eval(), example, path, prior_inputs(prior), PRIOR_OUTPUTS, shapes, opset)
+    _export(PriorContextForExport(prior).eval(), example, path, *prior_context_io(prior), shapes, opset)
+    return path
+
+
+def export_prior(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
+    """Write ``prior.onnx``, one step of the cell prior with cached keys and values and the
+    caption's context (``prior_context.onnx``) (dynamic batch and sequence). ``OnnxGenerator``
+    calls it once per cell and stores each call's cell_keys / cell_values in its caches for the next."""
+    path = Path(path)
+    tokens, mask, batch, sequence = _prior_example(prior)
+    previous = torch.randint(0, 2, (2, prior.config.bits_per_cell), dtype=torch.uint8)
+    keys, values = prior.empty_cache(2)
+    with torch.no_grad():
+        context_keys, context_values, context_bias = prior.context(tokens, mask)
+    n = prior.config.layers
+    tensors = (*keys, *values, *context_keys, *context_values, context_bias)
+    tensor_shapes = (({0: batch},) * (2 * n) + ({0: batch, 2: sequence},) * (2 * n) + ({0: batch, 3: sequence},))
+    example = (previous, torch.tensor([1]), *tensors)
+    shapes = ({0: batch}, None, tensor_shapes)  # positional: previous_cell, step, *tensors
+    _export(PriorForExport(prior).eval(), example, path, *prior_io(prior), shapes, opset)
     return path
 
 
@@ -350,6 +407,14 @@ _DTYPES = {
 }
 
 
+def _doc(name: str) -> str:
+    """``DOCS`` of a graph input or output; a per-block one (``keys_2``) is its family's, for block 2."""
+    family, _, block = name.rpartition("_")
+    if name not in DOCS and block.isdigit() and family in DOCS:
+        return DOCS[family].replace("<i>", block)
+    return DOCS.get(name, "")
+
+
 def graph_io(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     """Inputs and outputs of an ONNX file: ``{"inputs": [{name, dtype, shape, doc}], "outputs": [...],
     "ir_version": n}``; a dynamic dim is its name ("batch", "sequence"), a fixed one an int."""
@@ -361,7 +426,7 @@ def graph_io(path: str | Path) -> dict[str, list[dict[str, Any]]]:
             t = v.type.tensor_type
             shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
             out.append({"name": v.name, "dtype": _DTYPES.get(t.elem_type, str(t.elem_type)), "shape": shape,
-                        "doc": DOCS.get(v.name, "")})  # fmt: skip
+                        "doc": _doc(v.name)})  # fmt: skip
         return out
 
     return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output), "ir_version": int(model.ir_version)}

@@ -8,9 +8,9 @@
 * text model: random wordpiece prompts of random lengths, padded, at two batch sizes (and
   sequence lengths unlike the export's example); the fraction of predicted bits, and of text-code
   bits, that agree must be >= ``bit_agreement``; max |logit difference| is reported.
-* cell prior (one cached step per call): every step of random latents, teacher-forced, on each
-  side's own caches; max |cell logit difference| <= ``prior_tolerance`` and the same most likely
-  value for every cell.
+* cell prior (the caption's context once, then one cached step per call): every step of random
+  latents, teacher-forced, on each side's own caches; max |cell logit difference| <=
+  ``prior_tolerance`` and the same most likely value for every cell.
 * tokenizer: the bundle's ``tokenizer.json`` read by `tokenizers` gives the same ids as the
   torch path's tokenizer on a set of prompts (long, Unicode, odd spacing).
 """
@@ -160,37 +160,36 @@ def text_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random
     return ParityResult(name, metrics, passed, message)
 
 
-def prior_parity(wrapper: torch.nn.Module, path: Path, batch: int, rng: np.random.Generator, tolerance: float,
-                 name: str = "prior") -> ParityResult:  # fmt: skip
-    """``wrapper`` is the ``PriorForExport`` exported to ``path`` (one cached step): both run every
-    step of random latents, teacher-forced, each on its own caches, from random token states (some
-    prompts padded); max |cell logit difference| must be <= ``tolerance``, and the most likely
-    value of every cell must agree."""
-    session = _session(path)
-    prior = wrapper.prior
+def prior_parity(prior: torch.nn.Module, context_path: Path, path: Path, batch: int, rng: np.random.Generator,
+                 tolerance: float, name: str = "prior") -> ParityResult:  # fmt: skip
+    """``prior`` (a ``CellPrior``) exported to ``context_path`` (``prior_context.onnx``) and ``path``
+    (``prior.onnx``, one cached step): from random token states (some prompts padded; with a "no
+    caption" token, every other row without its caption) both sides compute the context once, then
+    run every step of random latents, teacher-forced, each on its own caches (the ONNX side as
+    ``OnnxGenerator`` does: ``PriorSession``); max |cell logit difference| must be <= ``tolerance``,
+    and the most likely value of every cell must agree."""
+    from bitlatent.inference.onnx_prior import PriorSession
+
     cfg = prior.config
     length = int(rng.integers(2, 12))
     tokens = rng.standard_normal((batch, length, cfg.width)).astype(np.float32)
     mask = np.ones((batch, length), dtype=np.int64)
     mask[1:, length // 2 :] = 0  # padded prompts after the first
     cells = rng.integers(0, 2, size=(batch, cfg.num_cells, cfg.bits_per_cell), dtype=np.uint8)
-    keys, values = (c.numpy() for c in prior.empty_cache(batch))
-    ref_keys, ref_values = prior.empty_cache(batch)
-    guided = getattr(prior, "null", None) is not None
-    uncaptioned = np.arange(batch) % 2 == 1  # every other row without its caption
+    uncaptioned = (np.arange(batch) % 2 == 1) if getattr(prior, "null", None) is not None else None
+    ours = PriorSession(_session(context_path), _session(path), tokens, mask, uncaptioned)
+    with torch.no_grad():
+        ref_tokens, ref_mask = torch.from_numpy(tokens), torch.from_numpy(mask)
+        if uncaptioned is not None:
+            ref_tokens, ref_mask = prior.without_caption(ref_tokens, ref_mask, torch.from_numpy(uncaptioned))
+        context = prior.context(ref_tokens, ref_mask)
+        ref_keys, ref_values = prior.empty_cache(batch)
     worst, agree = 0.0, 0
     for t in range(cfg.num_cells):
         previous = np.ascontiguousarray(cells[:, t - 1])
-        feeds = {"prior_tokens": tokens, "attention_mask": mask, "previous_cell": previous,
-                 "step": np.array([t], dtype=np.int64), "keys": keys, "values": values}  # fmt: skip
-        extra = (torch.from_numpy(uncaptioned),) if guided else ()
-        if guided:
-            feeds["uncaptioned"] = uncaptioned
-        logits, key, value = session.run(["cell_logits", "cell_keys", "cell_values"], feeds)
-        keys[:, :, :, t], values[:, :, :, t] = key, value
+        logits = ours.step(t, previous)
         with torch.no_grad():
-            ref, ref_key, ref_value = wrapper(torch.from_numpy(tokens), torch.from_numpy(mask), torch.from_numpy(previous),
-                                              torch.tensor([t]), ref_keys, ref_values, *extra)  # fmt: skip
+            ref, ref_key, ref_value = prior.step(torch.from_numpy(previous), torch.tensor([t]), ref_keys, ref_values, context)
             prior.store_step(ref_keys, ref_values, t, ref_key, ref_value)
         if logits.shape != tuple(ref.shape):
             raise ParityError(f"{name}: ONNX shape {logits.shape}, torch {tuple(ref.shape)}")

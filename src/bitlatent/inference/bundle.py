@@ -8,15 +8,17 @@ A bundle is one folder (``data/06_models/onnx/`` by default)::
     decoder.fp16.onnx         the same graphs in float16 (float32/uint8/int64 inputs and outputs
     text_to_latent.fp16.onnx  unchanged), for GPUs; optional
     decoder.int8.onnx         the decoder with int8 convolutions, same inputs and outputs, for CPUs; optional
-    prior.onnx                the cell prior (text models with one): prior_tokens, attention_mask, cells
-                              -> cell_logits; ``generate`` draws latents cell by cell with it
+    prior_context.onnx        the cell prior (text models with one): what it reads of a caption, once
+    prior.onnx                per caption, then one cell per call (cached keys and values) -> cell_logits;
+                              ``generate`` draws latents cell by cell with them (``onnx_prior.py``)
     entropy_model.onnx        the entropy model (``bitlatent.codec``): bits, known bits, caption states
                               -> per-bit logits; decodes ``bitlatent encode --compress`` streams
     tokenizer.json            MiniLM's tokenizer (the `tokenizers` library reads it)
     library.npz               optional latent library for retrieve / refine: packed latent bits,
                               packed image codes, image ids
 
-``manifest.json`` (``format`` = "bitlatent.onnx_bundle", ``version`` = 1)::
+``manifest.json`` (``format`` = "bitlatent.onnx_bundle", ``version`` = 2; version 1's prior.onnx read
+the caption at every cell and had no prior_context.onnx: such a bundle's prior is refused, the rest reads)::
 
     latent_spec        h, w, bits_per_cell, image_size, bit_order, layout (``core.binary.LatentSpec``)
     image_size         side of the square output images, in pixels
@@ -53,6 +55,7 @@ __all__ = [
     "TEXT_FP16_FILE",
     "DECODER_INT8_FILE",
     "PRIOR_FILE",
+    "PRIOR_CONTEXT_FILE",
     "TOKENIZER_FILE",
     "LIBRARY_FILE",
     "BundleError",
@@ -65,7 +68,7 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "bitlatent.onnx_bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 DECODER_FILE = "decoder.onnx"
 TEXT_FILE = "text_to_latent.onnx"
@@ -73,6 +76,7 @@ DECODER_FP16_FILE = "decoder.fp16.onnx"
 TEXT_FP16_FILE = "text_to_latent.fp16.onnx"
 DECODER_INT8_FILE = "decoder.int8.onnx"
 PRIOR_FILE = "prior.onnx"
+PRIOR_CONTEXT_FILE = "prior_context.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 LIBRARY_FILE = "library.npz"
 MAKE_COMMAND = "kedro run --pipelines export"

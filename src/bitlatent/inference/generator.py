@@ -4,7 +4,7 @@
             -> text_to_latent.onnx                         bit_logits (N, C, h, w), code_bits (N, K)
             -> generate / retrieve / refine                 bits uint8 (N * samples, C, h, w)
                (``bitlatent.generation``, shared with the torch path; a cell prior's draws
-               run prior.onnx cell by cell: prior.py)
+               run prior_context.onnx once and prior.onnx cell by cell: onnx_prior.py)
             -> decoder.onnx                                 images uint8 (N * samples, H, W, 3)
 
 CUDAExecutionProvider is used when onnxruntime-gpu offers it and its sessions really get it
@@ -32,7 +32,7 @@ from bitlatent.generation import (
     MODES, Generation, Prediction, cell_uniforms, check_mode, default_temperature, generate_bits, prompt_keys,
 )
 
-from .bundle import LIBRARY_FILE, TOKENIZER_FILE, LatentLibrary, model_entry, read_manifest
+from .bundle import MAKE_COMMAND, LIBRARY_FILE, TOKENIZER_FILE, BundleError, LatentLibrary, model_entry, read_manifest
 from .onnx_prior import sample_prior_cells
 from .prompts import PromptTokenizer, Tokenized
 from .providers import CUDA, Placement, open_session, requested_providers
@@ -174,13 +174,18 @@ class OnnxGenerator:
         self._decoder_entry = model_entry(self.manifest, "decoder" + suffix)
         self.decoder_session, _ = open_session(self.bundle_dir / self._decoder_entry["file"], options, self.device)
         self._text_outputs = [o.name for o in self.text_session.get_outputs()]
-        self.prior_session = None
-        if "prior" in self.manifest["models"] and "prior_tokens" in self._text_outputs:
-            prior_file = self.bundle_dir / model_entry(self.manifest, "prior")["file"]
-            # One thread: a step is ~290 tiny ops on one cell; waking a second thread for each costs
+        self.prior_session = self.prior_context_session = None
+        if "prior" in models and "prior_tokens" in self._text_outputs:
+            if "prior_context" not in models:
+                raise BundleError(f"{self.bundle_dir} has a version-{self.manifest['version']} cell prior, which "
+                                  f"read the caption at every cell; this bitlatent runs prior_context.onnx + "
+                                  f"prior.onnx: export the bundle again with `{MAKE_COMMAND}`")  # fmt: skip
+            # One thread: a step is ~120 tiny ops on one cell; waking a second thread for each costs
             # more than it saves.
             prior_options = session_options(1, spinning)
-            self.prior_session, _ = open_session(prior_file, prior_options, self.device)
+            self.prior_context_session, self.prior_session = (
+                open_session(self.bundle_dir / model_entry(self.manifest, name)["file"], prior_options, self.device)[0]
+                for name in ("prior_context", "prior"))  # fmt: skip
 
         spec = self.manifest["latent_spec"]
         self.latent_shape = (int(spec["bits_per_cell"]), int(spec["h"]), int(spec["w"]))
@@ -302,7 +307,8 @@ class OnnxGenerator:
         steps = self.latent_shape[1] * self.latent_shape[2]
         uniforms = cell_uniforms(seed, samples, prompt_keys(pred.tokens.input_ids, mask), steps)  # (N * S, T)
         rows = [slice(lo * samples, (lo + step) * samples) for lo in range(0, len(mask), step)]  # latents per chunk
-        chunks = [sample_prior_cells(self.prior_session, pred.prior_tokens[lo : lo + step], mask[lo : lo + step],
+        chunks = [sample_prior_cells(self.prior_context_session, self.prior_session, pred.prior_tokens[lo : lo + step],
+                                     mask[lo : lo + step],
                                      self.latent_shape, temperature, uniforms[part], samples, guidance,
                                      None if start is None else start[part], strength)
                   for lo, part in zip(range(0, len(mask), step), rows)]  # fmt: skip

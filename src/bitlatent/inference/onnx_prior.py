@@ -1,24 +1,29 @@
-"""Draw latents from the exported cell prior (``prior.onnx``), cell by cell, with numpy. No torch.
+"""Draw latents from the exported cell prior (``prior_context.onnx`` + ``prior.onnx``), cell by cell, with numpy. No torch.
 
     prior_tokens (N, L, d), attention_mask (N, L)        from text_to_latent.onnx
-      keys, values = zeros (layers, N*S, H, T, d/H)
-      -> for t = 0 .. T-1:  prior.onnx(tokens, mask, cells[:, t-1], t, keys, values)
-                              -> cell_logits (N*S, 2^C), cell_keys, cell_values (layers, N*S, H, d/H)
-                            keys[:, :, :, t], values[:, :, :, t] = cell_keys, cell_values
+      -> prior_context.onnx, once:  context_keys_<i>, context_values_<i> (N*S, H, L, d/H) per block i,
+                                    context_bias (N*S, 1, 1, L)
+      keys_<i>, values_<i> = zeros (N*S, H, T, d/H)
+      -> for t = 0 .. T-1:  prior.onnx(cells[:, t-1], t, keys, values, context)
+                              -> cell_logits (N*S, 2^C), cell_keys_<i>, cell_values_<i> (N*S, H, 1, d/H)
+                            keys_<i>[:, :, t], values_<i>[:, :, t] = cell_keys_<i>, cell_values_<i>
                             value_t ~ softmax(logits / temperature)      (argmax at temperature 0)
                             cells[:, t] = the C bits of value_t          (bit 0 most significant)
       -> bits uint8 (N * S, C, h, w), prompt-major
 
-Each call computes one position against the cached keys and values of the cells before it
-(``CellPrior.step``), so a latent costs T calls of one position each.
+Each call computes one position against the cached keys and values of the cells before it and the
+caption's keys and values, computed once (``CellPrior.step`` and ``CellPrior.context``), so a latent
+costs one context call and T calls of one position each. The step's inputs and outputs stay bound
+to the same arrays for all T calls (``PriorSession``): a call reads the caches where they are and
+writes its outputs into place, with no feeds to convert and no outputs to allocate.
 
 Refine (``start`` given, ``CellPrior.refine``): a first pass of T calls feeds the given latent's
 cells and scores each, log p(cell_t | given cells < t, caption); the ``strength`` fraction least
 likely (``cells_to_redraw``) is drawn again in the second pass, every other cell kept as given.
 
-Classifier-free guidance (``guidance`` g != 1; priors trained with caption dropout, whose graph has
-an ``uncaptioned`` input): every row runs twice, with its caption and with the "no caption" token,
-and cell t is drawn from ``u + g * (c - u)`` of the two rows' logits (``CellPrior.sample``).
+Classifier-free guidance (``guidance`` g != 1; priors trained with caption dropout, whose context
+graph has an ``uncaptioned`` input): every row runs twice, with its caption and with the "no
+caption" token, and cell t is drawn from ``u + g * (c - u)`` of the two rows' logits (``CellPrior.sample``).
 
 Random draws: ``uniforms`` (N * samples, T), one per row and cell, from
 ``bitlatent.generation.cell_uniforms``; cell t of a row is ``draw_cells`` of its logits at the
@@ -32,46 +37,80 @@ import numpy as np
 
 from bitlatent.generation import cell_values, cells_to_redraw, sample_cells
 
-__all__ = ["sample_prior_cells"]
+__all__ = ["PriorSession", "sample_prior_cells"]
+
+CPU = "CPUExecutionProvider"
 
 
-class _PriorSteps:
-    """``prior.onnx`` called one cell at a time for ``rows`` latents, with its caches and, under
-    guidance, every row doubled (rows..: no caption): ``step`` gives cell t's guided logits."""
+class PriorSession:
+    """``prior_context.onnx`` (``context_session``) run once for ``rows`` captions, then
+    ``prior.onnx`` (``step_session``) one cell at a time on their caches: ``step`` gives cell t's
+    logits. ``tokens`` (rows, L, d) float32, ``mask`` (rows, L) int64, ``uncaptioned`` (rows,)
+    bool: rows that read the "no caption" token instead (None: none; needs a prior trained with
+    caption dropout otherwise).
 
-    def __init__(self, session, tokens: np.ndarray, mask: np.ndarray, steps: int, guidance: float):
-        self.session, self.guidance, self.rows = session, np.float32(guidance), len(tokens)
-        self.guided = guidance != 1.0
-        names = [i.name for i in session.get_inputs()]
-        self.extra: dict[str, np.ndarray] = {}
-        if self.guided:
-            if "uncaptioned" not in names:
-                raise ValueError("guidance needs a prior trained with caption dropout (prior_caption_dropout > 0)")
-            tokens, mask = np.concatenate([tokens, tokens]), np.concatenate([mask, mask])  # rows..: no caption
-            self.extra["uncaptioned"] = np.arange(2 * self.rows) >= self.rows
-        elif "uncaptioned" in names:
-            self.extra["uncaptioned"] = np.zeros(self.rows, dtype=bool)
-        self.tokens, self.mask = tokens, mask
-        layers, _, heads, slots, head_width = session.get_inputs()[4].shape  # keys: (layers, batch, H, T, d/H)
-        if slots != steps:
-            raise ValueError(f"prior.onnx caches {slots} cells, the latent has {steps}")
-        self.cache_shape = (layers, len(mask), heads, slots, head_width)
-        self.reset()
+    Every input and output of the step is bound once to an array of this object (ONNX Runtime's
+    I/O binding): ``step`` writes the previous cell and t into theirs, runs, and copies the new keys
+    and values into slot t of the caches. On the CPU the bound arrays are read in place; another
+    provider copies an input when it is bound, so there every input is bound again before each run.
+    """
+
+    def __init__(self, context_session, step_session, tokens: np.ndarray, mask: np.ndarray,
+                 uncaptioned: np.ndarray | None = None):  # fmt: skip
+        import onnxruntime as ort
+
+        self.session = step_session
+        rows = len(tokens)
+        feeds = {"prior_tokens": np.ascontiguousarray(tokens, dtype=np.float32),
+                 "attention_mask": np.ascontiguousarray(mask, dtype=np.int64)}  # fmt: skip
+        if "uncaptioned" in [i.name for i in context_session.get_inputs()]:
+            feeds["uncaptioned"] = np.zeros(rows, bool) if uncaptioned is None else np.asarray(uncaptioned, bool)
+        elif uncaptioned is not None and np.any(uncaptioned):
+            raise ValueError("guidance needs a prior trained with caption dropout (prior_caption_dropout > 0)")
+        context_names = [o.name for o in context_session.get_outputs()]
+        self.inputs: dict[str, np.ndarray] = dict(zip(context_names, context_session.run(context_names, feeds)))
+        for graph_input in step_session.get_inputs():
+            if graph_input.name not in self.inputs:  # previous_cell, step, keys_<i>, values_<i>: zeros
+                dtype = {"tensor(uint8)": np.uint8, "tensor(int64)": np.int64}.get(graph_input.type, np.float32)
+                self.inputs[graph_input.name] = np.zeros(_shape(graph_input.shape, rows), dtype)
+        self.previous, self.t = self.inputs["previous_cell"], self.inputs["step"]  # (rows, C), (1,)
+        self.outputs = {o.name: np.zeros(_shape(o.shape, rows), np.float32) for o in step_session.get_outputs()}
+        self.logits = self.outputs["cell_logits"]  # (rows, 2^C)
+        # (cache (rows, H, T, d/H), this cell's entry (rows, H, 1, d/H)): keys_<i> <- cell_keys_<i>, values_<i> <- cell_values_<i>
+        self.stores = [(self.inputs[name.removeprefix("cell_")], new) for name, new in self.outputs.items() if name != "cell_logits"]
+        self.slots = self.inputs["keys_0"].shape[2]  # T
+        self.copies_inputs = step_session.get_providers()[0] != CPU
+        self.binding = step_session.io_binding()
+        self._bind_inputs()
+        for name, array in self.outputs.items():
+            self.binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
+
+    def _bind_inputs(self) -> None:
+        for name, array in self.inputs.items():
+            self.binding.bind_cpu_input(name, array)  # on the CPU: the array itself, not a copy
 
     def reset(self) -> None:
-        self.keys = np.zeros(self.cache_shape, np.float32)
-        self.values = np.zeros_like(self.keys)
+        """Empty caches, for a new pass over the cells."""
+        for cache, _ in self.stores:
+            cache.fill(0)
 
     def step(self, t: int, previous: np.ndarray) -> np.ndarray:
-        """Cell t's logits (rows, 2^C), given cell t-1 (rows, C) and the cells cached before it."""
-        previous = np.ascontiguousarray(previous)
-        feeds = {"prior_tokens": self.tokens, "attention_mask": self.mask, "step": np.array([t], dtype=np.int64),
-                 "previous_cell": np.concatenate([previous, previous]) if self.guided else previous,
-                 "keys": self.keys, "values": self.values, **self.extra}  # fmt: skip
-        logits, self.keys[:, :, :, t], self.values[:, :, :, t] = self.session.run(["cell_logits", "cell_keys", "cell_values"], feeds)
-        if self.guided:
-            logits = logits[self.rows :] + self.guidance * (logits[: self.rows] - logits[self.rows :])
-        return logits
+        """Cell t's logits (rows, 2^C), given cell t-1 (rows, C) (or (n, C) with rows a multiple of
+        n: repeated, for the guided rows) and the cells cached before it. The array is this
+        object's output buffer: the next ``step`` overwrites it."""
+        self.previous.reshape(-1, *np.shape(previous))[:] = previous
+        self.t[0] = t
+        if self.copies_inputs:
+            self._bind_inputs()
+        self.session.run_with_iobinding(self.binding)
+        for cache, new in self.stores:
+            cache[:, :, t : t + 1] = new
+        return self.logits
+
+
+def _shape(dims: list, rows: int) -> tuple[int, ...]:
+    """A graph input's or output's shape with its batch dim (the one symbolic dim left) set to ``rows``."""
+    return tuple(d if isinstance(d, int) else rows for d in dims)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -79,12 +118,13 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(1, keepdims=True))
 
 
-def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.ndarray,
+def sample_prior_cells(context_session, step_session, prior_tokens: np.ndarray, attention_mask: np.ndarray,
                        latent_shape: tuple[int, int, int], temperature: float = 1.0,
                        uniforms: np.ndarray | None = None, samples: int = 1, guidance: float = 1.0,
                        start: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:  # fmt: skip
-    """Latents drawn from ``session`` (an ONNX Runtime session of ``prior.onnx``) for N captions ->
-    bits uint8 (N * samples, C, h, w), prompt-major. ``uniforms`` (N * samples, h * w): the draws'
+    """Latents drawn from the exported prior (ONNX Runtime sessions of ``prior_context.onnx`` and
+    ``prior.onnx``) for N captions -> bits uint8 (N * samples, C, h, w), prompt-major. Tokens past
+    the longest prompt (right padding) are left out. ``uniforms`` (N * samples, h * w): the draws'
     uniforms (``cell_uniforms``; unused at temperature 0). ``guidance``: classifier-free guidance
     weight (1: none). ``start`` (N * samples, C, h, w) bits, prompt-major: refine them instead, the
     fraction ``strength`` least likely of their cells drawn again."""
@@ -92,19 +132,32 @@ def sample_prior_cells(session, prior_tokens: np.ndarray, attention_mask: np.nda
         raise ValueError(f"samples must be >= 1, got {samples}")
     c, h, w = latent_shape
     n, steps = len(prior_tokens), h * w
-    tokens = np.repeat(np.ascontiguousarray(prior_tokens, dtype=np.float32), samples, axis=0)  # (N*S, L, d)
-    mask = np.repeat(np.ascontiguousarray(attention_mask, dtype=np.int64), samples, axis=0)  # (N*S, L)
-    prior = _PriorSteps(session, tokens, mask, steps, guidance)
+    length = max(int(np.asarray(attention_mask).sum(1).max(initial=0)), 1)  # the longest prompt's tokens
+    tokens = np.repeat(np.asarray(prior_tokens, dtype=np.float32)[:, :length], samples, axis=0)  # (N*S, L, d)
+    mask = np.repeat(np.asarray(attention_mask, dtype=np.int64)[:, :length], samples, axis=0)  # (N*S, L)
+    rows = len(mask)
+    guided = guidance != 1.0
+    if guided:  # rows..: the same captions, read as "no caption"
+        tokens, mask = np.concatenate([tokens, tokens]), np.concatenate([mask, mask])
+    prior = PriorSession(context_session, step_session, tokens, mask, np.arange(len(mask)) >= rows if guided else None)
+    if prior.slots != steps:
+        raise ValueError(f"prior.onnx caches {prior.slots} cells, the latent has {steps}")
+    g = np.float32(guidance)
+
+    def step(t: int, previous: np.ndarray) -> np.ndarray:  # cell t's (guided) logits (N*S, 2^C)
+        logits = prior.step(t, previous)
+        return logits[rows:] + g * (logits[:rows] - logits[rows:]) if guided else logits.copy()
+
     keep = None
     if start is not None:  # score the given cells, teacher-forced, and keep all but the least likely
-        given = np.asarray(start, dtype=np.uint8).reshape(n * samples, c, steps).transpose(0, 2, 1)  # (N*S, T, C)
+        given = np.asarray(start, dtype=np.uint8).reshape(rows, c, steps).transpose(0, 2, 1)  # (N*S, T, C)
         given = np.ascontiguousarray(given)
         given_values = cell_values(given)  # (N*S, T)
         scores = np.empty(given_values.shape, np.float32)  # log p(given cell t | given cells < t, caption)
         for t in range(steps):
-            log_p = _log_softmax(prior.step(t, given[:, t - 1]))  # (N*S, 2^C)
+            log_p = _log_softmax(step(t, given[:, t - 1]))  # (N*S, 2^C)
             scores[:, t] = np.take_along_axis(log_p, given_values[:, t, None], 1)[:, 0]
         keep = (given_values, ~cells_to_redraw(scores, strength))
         prior.reset()
-    cells = sample_cells(prior.step, n * samples, c, steps, temperature, uniforms, keep)  # (N*S, T, C)
-    return np.ascontiguousarray(cells.transpose(0, 2, 1).reshape(n * samples, c, h, w))
+    cells = sample_cells(step, rows, c, steps, temperature, uniforms, keep)  # (N*S, T, C)
+    return np.ascontiguousarray(cells.transpose(0, 2, 1).reshape(rows, c, h, w))

@@ -39,18 +39,23 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         q = self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, H, Q, d/H)
-        k, v = self.kv(context).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, d/H)
+        k, v = self.keys_values(context)  # 2 x (B, H, L, d/H)
         attn_mask = mask[:, None, None, :] if mask is not None else None  # (B, 1, 1, L), True = attend
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).flatten(2))  # (B, Q, d)
 
-    def one_query(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``forward`` for one query per row, x (B, d), inference only, with the mask as an
-        additive ``bias`` (B, 1, 1, L) (``additive_mask``) -> (B, d)."""
+    def keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The context's keys and values, context (B, L, d) -> 2 x (B, H, L, d/H)."""
+        k, v = self.kv(context).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        return k, v
+
+    def one_query(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``forward`` for one query per row, x (B, d), inference only, over the context's
+        ``keys_values`` (computed once for many queries), with the mask as an additive ``bias``
+        (B, 1, 1, L) (``additive_mask``) -> (B, d)."""
         d = x.shape[-1]
         q = self.q(x).reshape(-1, self.heads, 1, d // self.heads)  # (B, H, 1, d/H): no transpose needed
-        k, v = self.kv(context).unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, d/H)
-        return self.proj(attend_one(q, k, v, bias).reshape(-1, d))
+        return self.proj(attend_one(q, keys, values, bias).reshape(-1, d))
 
 
 def mlp(d: int, ratio: int, dropout: float) -> nn.Sequential:

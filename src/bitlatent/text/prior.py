@@ -15,7 +15,8 @@ bits drawn one by one could mix two pictures inside a cell. Training is teacher-
 every cell's distribution given the true cells before it, cross-entropy). Sampling draws the
 cells one after another (``sample``, one ``step`` per cell with cached keys and values) with a
 temperature, by ``bitlatent.generation.sample_cells`` with the uniforms of a seed: the same draws
-as the exported prior's in the ONNX path. Unlike the per-bit predictor of ``model.py``,
+as the exported prior's in the ONNX path. What a step reads of the caption (every block's
+cross-attention keys and values) is computed once per caption (``context``), not at every cell. Unlike the per-bit predictor of ``model.py``,
 whose logits are the average over every latent a caption allows (which decodes to grey), a
 sample commits to one background and one place for each object, and later cells follow it.
 
@@ -29,6 +30,8 @@ stand. Strength 0 returns the given latent, 1 is a plain ``sample`` (the same dr
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import numpy as np
 import torch
@@ -123,22 +126,29 @@ class CausalSelfAttention(nn.Module):
     def step(self, x: torch.Tensor, bias: torch.Tensor, keys: torch.Tensor, values: torch.Tensor):
         """One position t: x (B, d), ``bias`` (1, 1, 1, T) 0 at slots < t and masked from t on
         (``additive_mask``), the keys and values of the positions before (B, H, T, d/H; slots >= t
-        unused) -> (B, d) and this position's key and value (B, H, d/H), for the caller to store
+        unused) -> (B, d) and this position's key and value (B, H, 1, d/H), for the caller to store
         in slot t. The caches are only read: the graph copies nothing of their size.
         One position as (B, d): the linear layers export as single Gemm nodes, and (B, d) and
         (B, H, 1, d/H) are the same memory, so plain reshapes with constant shapes, no transposes,
-        keep the exported graph small (it runs once per cell)."""
+        keep the exported graph small (it runs once per cell: every node counts)."""
         d = x.shape[-1]
-        head_shape = (-1, self.heads, 1, d // self.heads)
-        q, k, v = (y.reshape(head_shape) for y in self.qkv(x).split(d, dim=-1))  # 3 x (B, H, 1, d/H)
+        q, k, v = self.qkv(x).reshape(-1, 3 * self.heads, 1, d // self.heads).split(self.heads, dim=1)  # 3 x (B, H, 1, d/H)
         # scores over the cached slots and over this position, side by side: concatenating the
         # caches with k / v instead would copy both caches on every step
         scale = (d // self.heads) ** -0.5
         cached = torch.matmul(q, keys.transpose(-1, -2)) * scale + bias  # (B, H, 1, T)
-        own = (q * k).sum(-1, keepdim=True) * scale  # (B, H, 1, 1)
+        own = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, 1, 1)
         weights = torch.softmax(torch.cat([cached, own], -1), dim=-1)  # (B, H, 1, T + 1)
         y = torch.matmul(weights[..., :-1], values) + weights[..., -1:] * v  # (B, H, 1, d/H)
-        return self.proj(y.reshape(-1, d)), k[:, :, 0], v[:, :, 0]  # (B, d), 2 x (B, H, d/H)
+        return self.proj(y.reshape(-1, d)), k, v  # (B, d), 2 x (B, H, 1, d/H)
+
+
+def fusable_gelu(x: torch.Tensor) -> torch.Tensor:
+    """GELU (erf form, ``nn.GELU``'s function, to float rounding) written as ``(x * 0.5) * (1 +
+    erf(x / sqrt 2))``: ONNX Runtime fuses that pattern of the exported graph into one Gelu node,
+    while ``nn.GELU`` exports as five nodes in an order it does not fuse. For ``step``, whose graph
+    runs once per cell and is bound by its number of nodes."""
+    return (x * 0.5) * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
 class PriorBlock(nn.Module):
@@ -159,14 +169,18 @@ class PriorBlock(nn.Module):
         x = x + self.cross(self.norm_cross(x), tokens, mask)
         return x + self.mlp(self.norm_mlp(x))
 
-    def step(self, x: torch.Tensor, tokens: torch.Tensor, token_bias: torch.Tensor, cell_bias: torch.Tensor,
-             keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
-        """``forward`` for one position with cached keys / values (``CausalSelfAttention.step``);
-        the masks come as additive biases: ``token_bias`` (B, 1, 1, L), ``cell_bias`` (1, 1, 1, T)."""
+    def step(self, x: torch.Tensor, cell_bias: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+             context_keys: torch.Tensor, context_values: torch.Tensor, context_bias: torch.Tensor):  # fmt: skip
+        """``forward`` for one position x (B, d) with this block's cached keys / values (B, H, T, d/H)
+        (``CausalSelfAttention.step``) and the caption's cross-attention keys / values (B, H, L, d/H)
+        (``CellPrior.context``); the masks come as additive biases: ``cell_bias`` (1, 1, 1, T),
+        ``context_bias`` (B, 1, 1, L). The MLP is ``mlp`` (Linear, GELU, Linear, Dropout: identity
+        in eval) with its GELU as ``fusable_gelu``."""
         y, key, value = self.self_attn.step(self.norm_self(x), cell_bias, keys, values)
         x = x + y
-        x = x + self.cross.one_query(self.norm_cross(x), tokens, token_bias)  # (B, d)
-        return x + self.mlp(self.norm_mlp(x)), key, value
+        x = x + self.cross.one_query(self.norm_cross(x), context_keys, context_values, context_bias)  # (B, d)
+        linear_in, _, linear_out, _ = self.mlp
+        return x + linear_out(fusable_gelu(linear_in(self.norm_mlp(x)))), key, value
 
 
 class CellPrior(nn.Module):
@@ -218,38 +232,49 @@ class CellPrior(nn.Module):
     def forward(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         return self.cell_logits(self.encode_text(states), mask, cells_of(bits))  # (B, T, 2^C)
 
-    def empty_cache(self, batch: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero key and value caches for ``step``: each (layers, B, H, T, d/H)."""
-        cfg = self.config
-        shape = (cfg.layers, batch, cfg.heads, cfg.num_cells, cfg.width // cfg.heads)
-        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+    def context(self, tokens: torch.Tensor, mask: torch.Tensor):
+        """What ``step`` reads of the caption, computed once per caption rather than at every cell:
+        projected tokens (B, L, d), mask (B, L) -> (keys, values, bias): every block's
+        cross-attention keys and values, lists of ``layers`` (B, H, L, d/H), and the mask as an
+        additive bias (B, 1, 1, L). The ONNX export ``prior_context.onnx`` is this method."""
+        pairs = [block.cross.keys_values(tokens) for block in self.blocks]
+        return [k for k, _ in pairs], [v for _, v in pairs], additive_mask(mask.bool())[:, None, None, :]
 
-    def step(self, tokens: torch.Tensor, mask: torch.Tensor, previous: torch.Tensor, t: torch.Tensor,
-             keys: torch.Tensor, values: torch.Tensor):  # fmt: skip
-        """Cell t's logits from the cell before it, with cached keys and values: projected tokens
-        (B, L, d), mask (B, L), cell t-1 (B, C) in {0, 1} (ignored at t = 0, where the start vector
-        stands in), t a (1,) int64 tensor, caches (layers, B, H, T, d/H) (``empty_cache``) holding
-        cells 0..t-1 in slots 0..t-1 -> logits (B, 2^C) (row t of ``cell_logits``) and cell t's keys
-        and values (layers, B, H, d/H): store them in slot t before the next step
+    def empty_cache(self, batch: int, device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Zero key and value caches for ``step``: lists of ``layers`` (B, H, T, d/H), one per block
+        (one tensor per block: the exported step reads each block's without copying it out of a stack)."""
+        cfg = self.config
+        shape = (batch, cfg.heads, cfg.num_cells, cfg.width // cfg.heads)
+        return ([torch.zeros(shape, device=device) for _ in range(cfg.layers)],
+                [torch.zeros(shape, device=device) for _ in range(cfg.layers)])  # fmt: skip
+
+    def step(self, previous: torch.Tensor, t: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor],
+             context: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]):  # fmt: skip
+        """Cell t's logits from the cell before it, with cached keys and values: cell t-1 (B, C) in
+        {0, 1} (ignored at t = 0, where the start vector stands in), t a (1,) int64 tensor, caches
+        (``empty_cache``: per block (B, H, T, d/H)) holding cells 0..t-1 in slots 0..t-1, the
+        caption's ``context`` -> logits (B, 2^C) (row t of ``cell_logits``) and cell t's keys and
+        values (lists of ``layers`` (B, H, 1, d/H)): store them in slot t before the next step
         (``store_step``). The ONNX export (``prior.onnx``) is this method: one call per cell, each
         the cost of one position rather than of the whole prefix."""
+        context_keys, context_values, context_bias = context
         embedded = torch.where(t == 0, self.start, self.cell_in(previous.float() * 2 - 1))  # (B, d)
-        x = embedded + self.position[t]  # (B, d): one position
-        slots = torch.arange(self.config.num_cells, device=x.device)  # (T,)
-        cell_bias = additive_mask(slots < t)[None, None, None, :]  # (1, 1, 1, T): the cells before t
-        token_bias = additive_mask(mask.bool())[:, None, None, :]  # (B, 1, 1, L)
+        x = embedded + self.position.index_select(0, t)  # (B, d): one position
+        slots = torch.arange(self.config.num_cells, device=x.device).reshape(1, 1, 1, -1)  # (1, 1, 1, T)
+        cell_bias = additive_mask(slots < t)  # (1, 1, 1, T): the cells before t
         new_keys, new_values = [], []
-        for block, k, v in zip(self.blocks, keys, values):
-            x, k, v = block.step(x, tokens, token_bias, cell_bias, k, v)
+        for block, k, v, ck, cv in zip(self.blocks, keys, values, context_keys, context_values):
+            x, k, v = block.step(x, cell_bias, k, v, ck, cv, context_bias)
             new_keys.append(k)
             new_values.append(v)
-        return self.head(self.out_norm(x)), torch.stack(new_keys), torch.stack(new_values)  # (B, 2^C), 2 x (layers, B, H, d/H)
+        return self.head(self.out_norm(x)), new_keys, new_values  # (B, 2^C), 2 x layers (B, H, 1, d/H)
 
     @staticmethod
-    def store_step(keys: torch.Tensor, values: torch.Tensor, t: int, key: torch.Tensor, value: torch.Tensor) -> None:
-        """Write ``step``'s cell-t keys and values (layers, B, H, d/H) into slot t of the caches, in place."""
-        keys[:, :, :, t] = key
-        values[:, :, :, t] = value
+    def store_step(keys: list[torch.Tensor], values: list[torch.Tensor], t: int, key: list[torch.Tensor],
+                   value: list[torch.Tensor]) -> None:  # fmt: skip
+        """Write ``step``'s cell-t keys and values (per block (B, H, 1, d/H)) into slot t of the caches, in place."""
+        for cache, new in zip([*keys, *values], [*key, *value]):
+            cache[:, :, t : t + 1] = new
 
     def loss(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the true cells (nats per cell; / C / ln 2 for bits per bit). While
@@ -303,12 +328,13 @@ class CellPrior(nn.Module):
         cfg = self.config
         b, device = states.shape[0], states.device
         tokens, mask = self._guided(states, mask, guidance)
+        context = self.context(tokens, mask)
         keys, values = self.empty_cache(len(mask), device)
 
         def step(t: int, previous: np.ndarray) -> np.ndarray:  # cell t's logits (B, 2^C) given cell t-1 (B, C)
             cell = torch.from_numpy(previous).to(device)
-            logits, key, value = self.step(tokens, mask, cell.repeat(2, 1) if guidance != 1.0 else cell,
-                                           torch.tensor([t], device=device), keys, values)  # fmt: skip
+            logits, key, value = self.step(cell.repeat(2, 1) if guidance != 1.0 else cell,
+                                           torch.tensor([t], device=device), keys, values, context)  # fmt: skip
             self.store_step(keys, values, t, key, value)
             return self._combine(logits, b, guidance).cpu().numpy()
 
