@@ -68,21 +68,27 @@ class PriorSession:
         elif uncaptioned is not None and np.any(uncaptioned):
             raise ValueError("guidance needs a prior trained with caption dropout (prior_caption_dropout > 0)")
         context_names = [o.name for o in context_session.get_outputs()]
-        self.inputs: dict[str, np.ndarray] = dict(zip(context_names, context_session.run(context_names, feeds)))
-        for graph_input in step_session.get_inputs():
-            if graph_input.name not in self.inputs:  # previous_cell, step, keys_<i>, values_<i>: zeros
-                dtype = {"tensor(uint8)": np.uint8, "tensor(int64)": np.int64}.get(graph_input.type, np.float32)
-                self.inputs[graph_input.name] = np.zeros(_shape(graph_input.shape, rows), dtype)
-        self.previous, self.t = self.inputs["previous_cell"], self.inputs["step"]  # (rows, C), (1,)
-        self.outputs = {o.name: np.zeros(_shape(o.shape, rows), np.float32) for o in step_session.get_outputs()}
-        self.logits = self.outputs["cell_logits"]  # (rows, 2^C)
-        # (cache (rows, H, T, d/H), this cell's entry (rows, H, 1, d/H)): keys_<i> <- cell_keys_<i>, values_<i> <- cell_values_<i>
-        self.stores = [(self.inputs[name.removeprefix("cell_")], new) for name, new in self.outputs.items() if name != "cell_logits"]
-        self.slots = self.inputs["keys_0"].shape[2]  # T
+        context = dict(zip(context_names, context_session.run(context_names, feeds)))
+        step_inputs = {i.name: i.shape for i in step_session.get_inputs()}
+        step_outputs = {o.name: o.shape for o in step_session.get_outputs()}
+        layers = sum(name.startswith("keys_") for name in step_inputs)
+        # each family stacked over the blocks, block i's part bound as keys_<i> (cell_keys_<i>): one
+        # copy per family stores a step's keys / values in their caches
+        self.caches = {f: np.zeros((layers, *_shape(step_inputs[f"{f}_0"], rows)), np.float32)
+                       for f in ("keys", "values")}  # (layers, rows, H, T, d/H)  # fmt: skip
+        self.new = {f: np.zeros((layers, *_shape(step_outputs[f"cell_{f}_0"], rows)), np.float32)
+                    for f in ("keys", "values")}  # (layers, rows, H, 1, d/H)  # fmt: skip
+        self.slots = self.caches["keys"].shape[3]  # T
+        self.previous = np.zeros(_shape(step_inputs["previous_cell"], rows), np.uint8)  # (rows, C)
+        self.t = np.zeros(1, np.int64)
+        self.logits = np.zeros(_shape(step_outputs["cell_logits"], rows), np.float32)  # (rows, 2^C)
+        self.inputs = {**context, "previous_cell": self.previous, "step": self.t,
+                       **{f"{f}_{i}": cache[i] for f, cache in self.caches.items() for i in range(layers)}}  # fmt: skip
+        outputs = {"cell_logits": self.logits, **{f"cell_{f}_{i}": new[i] for f, new in self.new.items() for i in range(layers)}}
         self.copies_inputs = step_session.get_providers()[0] != CPU
         self.binding = step_session.io_binding()
         self._bind_inputs()
-        for name, array in self.outputs.items():
+        for name, array in outputs.items():
             self.binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
 
     def _bind_inputs(self) -> None:
@@ -91,7 +97,7 @@ class PriorSession:
 
     def reset(self) -> None:
         """Empty caches, for a new pass over the cells."""
-        for cache, _ in self.stores:
+        for cache in self.caches.values():
             cache.fill(0)
 
     def step(self, t: int, previous: np.ndarray) -> np.ndarray:
@@ -103,8 +109,8 @@ class PriorSession:
         if self.copies_inputs:
             self._bind_inputs()
         self.session.run_with_iobinding(self.binding)
-        for cache, new in self.stores:
-            cache[:, :, t : t + 1] = new
+        for family, cache in self.caches.items():
+            cache[:, :, :, t : t + 1] = self.new[family]
         return self.logits
 
 
