@@ -16,7 +16,8 @@
    from fp32 is in the bundle's parity report).
 2. text -> PNG end to end (``OnnxGenerator.generate_png``, one prompt per call): p50 / p99, for the
    default-size bundle (generate mode: the per-bit prediction) and for untrained models at the
-   ``make run`` size with the cell prior of ``conf/base`` (generate mode: 64 prior steps per image).
+   ``make run`` size with the cell prior of ``conf/base`` (generate mode: ``prior_context.onnx``
+   once, then 64 ``prior.onnx`` steps per image).
 3. the real server (``python -m bitlatent.serving``, a subprocess on 127.0.0.1): 16 concurrent
    tritonclient.http clients, a bounded number of one-prompt requests: throughput, p50 / p99,
    errors, the server's RSS before and after.
@@ -297,7 +298,7 @@ def text_to_png(bundle: Path, repeats: int, device: str = "cpu", mode: str = "ge
 def prior_bundle() -> tuple[Path, dict]:
     """Untrained models at the `make run` size (conf/base: 32x32 images, 8x8x8 latent cells, the
     alignment model with its cell prior) exported to a fresh bundle: generate mode there draws
-    from the prior, 64 ``prior.onnx`` calls per image."""
+    from the prior, ``prior_context.onnx`` once and 64 ``prior.onnx`` calls per image."""
     import torch
     import yaml
 
