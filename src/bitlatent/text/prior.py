@@ -16,9 +16,10 @@ every cell's distribution given the true cells before it, cross-entropy). Sampli
 cells one after another (``sample``, one ``step`` per cell with cached keys and values) with a
 temperature, by ``bitlatent.generation.sample_cells`` with the uniforms of a seed: the same draws
 as the exported prior's in the ONNX path. What a step reads of the caption (every block's
-cross-attention keys and values) is computed once per caption (``context``), not at every cell. Unlike the per-bit predictor of ``model.py``,
-whose logits are the average over every latent a caption allows (which decodes to grey), a
-sample commits to one background and one place for each object, and later cells follow it.
+cross-attention keys and values) is computed once per caption (``context``), not at every cell.
+Unlike the per-bit predictor of ``model.py``, whose logits are the average over every latent a
+caption allows (which decodes to grey), a sample commits to one background and one place for
+each object, and later cells follow it.
 
 Refining (``refine``) starts from a given latent (a retrieved one): the given cells are scored
 teacher-forced, log p(cell_t | given cells < t, text), the ``strength`` fraction least likely
