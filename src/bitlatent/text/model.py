@@ -9,7 +9,9 @@
                     cells += MLP(cells)
       -> LayerNorm + Linear(d, C*patch*patch) per query
          -> rearranged onto the grid, + a per-bit bias            bit logits (B, C, h, w)
-      -> mean over queries -> MLP                                 text code logits (B, K)
+    [mean of the cell features (B, d), the sentence embedding: masked mean of the token states,
+     L2-normalised, as MiniLM was trained to give (B, 384)]
+      -> MLP                                                      text code logits (B, K)
 
     optional (``prior_layers`` > 0): ``prior``, an autoregressive prior over the latent's cells
     (``prior.py``), p(cell t | cells < t, caption): what the ``generate`` mode draws latents from.
@@ -21,7 +23,10 @@
 
 A code bit is 1 where its logit is >= 0 (as in ``core.binary``). Training (``train.py``) makes the
 text code of a caption and the image code of its image agree, so text -> image retrieval is a
-Hamming search over K-bit codes, and the bit logits predict the image latent itself.
+Hamming search over K-bit codes, and the bit logits predict the image latent itself. The text
+code reads what the cells learned (where things are, on synthetic scenes) beside the sentence
+embedding MiniLM was trained to give (what a photo shows); after the joint training the two code
+heads train on in a phase of their own (``train.py``).
 
 ``TextToLatentPipeline`` wraps MiniLM and this model into one module,
 ``forward(input_ids, attention_mask) -> (bit_logits, bits)``, with no data-dependent Python
@@ -45,7 +50,7 @@ from bitlatent.config import ConfigGroup
 from bitlatent.core.binary import LatentSpec
 from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
-from .encoder import DEFAULT_MAX_LENGTH, ENCODER_NAME
+from .encoder import DEFAULT_MAX_LENGTH, ENCODER_NAME, mean_pool
 from .layers import Attention, mlp
 from .prior import CellPrior, CellPriorConfig
 
@@ -63,8 +68,8 @@ __all__ = [
 WEIGHTS_FILE = "text_to_latent.safetensors"
 CONFIG_FILE = "text_to_latent.json"
 FORMAT = "bitlatent.text_to_latent"
-FORMAT_VERSION = 2
-"""2: the image code reads the latent grid with convolutions (1: an MLP over the flattened bits)."""
+FORMAT_VERSION = 3
+"""3: the text code reads the sentence embedding beside the cells (2: the cells; 1: an MLP image code)."""
 MAKE_COMMAND = "kedro run --pipeline alignment"
 """The command that makes a text-to-latent model directory (named in 'not found' errors)."""
 
@@ -117,7 +122,8 @@ class TextToLatentConfig(ConfigGroup):
     code_bits: int = 64
     """``K``: bits of the shared text / image code used for Hamming retrieval."""
     image_code_hidden: int = 512
-    """Hidden width of the MLP at the end of the image code (``image_code_network``)."""
+    """Hidden width of the MLP at the end of the image code (``image_code_network``) and of the text
+    code's MLP over the sentence embedding."""
     encoder_name: str = ENCODER_NAME
     """The text encoder whose token states this model reads."""
     encoder_revision: str = ""
@@ -248,11 +254,12 @@ class TextToLatent(nn.Module):
         self.bit_head = nn.Linear(d, cfg.bits_per_cell * cfg.patch**2)  # shared by all queries
         self.bit_bias = nn.Parameter(torch.zeros(cfg.bits_per_cell, cfg.latent_h, cfg.latent_w))  # per bit
         self.prior = CellPrior(cfg.prior_config()) if cfg.prior_layers else None
-        self.text_code_head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.code_bits))
+        self.text_code_head = nn.Sequential(nn.LayerNorm(d + cfg.text_dim), nn.Linear(d + cfg.text_dim, cfg.image_code_hidden),
+                                            nn.GELU(), nn.Linear(cfg.image_code_hidden, cfg.code_bits))  # fmt: skip
         self.image_code_head = image_code_network(cfg)
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
+    def cells(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token states (B, L, text_dim) + mask (B, L) -> the cell queries' features (B, hq*wq, d)."""
         mask = mask.bool()  # (B, L)
         tokens = self.token_proj(self.token_norm(states))  # (B, L, d)
         for block in self.text_blocks:
@@ -260,15 +267,24 @@ class TextToLatent(nn.Module):
         cells = self.cell_queries.unsqueeze(0).expand(states.shape[0], -1, -1)  # (B, hq*wq, d)
         for block in self.blocks:
             cells = block(cells, tokens, mask)  # (B, hq*wq, d)
-        cells = self.out_norm(cells)
+        return self.out_norm(cells)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
+        cells = self.cells(states, mask)  # (B, hq*wq, d)
         hq, wq = cfg.query_grid
         p = cfg.patch
         logits = self.bit_head(cells)  # (B, hq*wq, C*p*p)
         logits = logits.unflatten(1, (hq, wq)).unflatten(3, (cfg.bits_per_cell, p, p))  # (B, hq, wq, C, p, p)
         logits = logits.permute(0, 3, 1, 4, 2, 5).flatten(4, 5).flatten(2, 3)  # (B, C, hq*p, wq*p) = (B, C, h, w)
         bit_logits = logits + self.bit_bias  # (B, C, h, w)
-        code_logits = self.text_code_head(cells.mean(1))  # (B, K)
-        return bit_logits, code_logits
+        return bit_logits, self.text_code_logits(cells.mean(1), states, mask)  # (B, C, h, w), (B, K)
+
+    def text_code_logits(self, cell_summary: torch.Tensor, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The mean of the cell features (B, d) and the token states (B, L, text_dim) + mask (B, L) ->
+        text code logits (B, K): an MLP over the summary beside the sentence embedding."""
+        sentence = mean_pool(states, mask.bool())  # (B, text_dim), L2-normalised
+        return self.text_code_head(torch.cat([cell_summary, sentence.to(cell_summary.dtype)], -1))  # (B, K)
 
     def image_code_logits(self, bits: torch.Tensor) -> torch.Tensor:
         """Image latent bits (B, C, h, w) in {0, 1} (any dtype) -> image code logits (B, K)."""

@@ -1,26 +1,32 @@
 """Training the text-to-latent model on (caption features, fitted image latent bits) pairs.
 
 Each step takes a batch of captions (the next slice of a per-epoch permutation), their cached
-token states, and the fitted latent bits of the images they describe, and minimises
+token states, and the fitted latent bits of the images they describe. Training has two phases
+over one step counter:
 
-    bce_weight          * BCE(bit logits, image latent bits)               predict the latent
-  + contrastive_weight  * symmetric InfoNCE(text codes, image codes)       share a K-bit code
+1. ``epochs`` passes minimising
 
-A model with a cell prior (``prior_layers`` > 0) adds ``prior_weight * CE(prior, the latent's
-cells)``, teacher-forced; the prior reads the token states on its own, so the terms share no
-weights.
+       bce_weight          * BCE(bit logits, image latent bits)            predict the latent
+     + contrastive_weight  * symmetric InfoNCE(text codes, image codes)    share a K-bit code
+     + prior_weight        * CE(prior, the latent's cells)                 models with a cell prior
 
-The contrastive term (``losses.code_losses``) scores caption i against image j by
-``<t_i, v_j> / K`` over straight-through codes: the forward pass uses the hard signs, for which
-this is exactly ``1 - 2 * Hamming / K`` (so training sees the Hamming distances retrieval will
-use), the backward pass the gradient of ``tanh``. Captions of the same image in one batch are all
-positives of each other (multi-positive InfoNCE), never negatives. The contrastive gradient
-reaches the shared cell features and competes with the BCE, hence its small weight.
+   (the prior is teacher-forced and reads the token states on its own). The contrastive gradient
+   reaches the shared cell features and competes with the BCE, hence its small weight.
+2. ``code_epochs`` passes of the contrastive term alone, on the two code heads only (an MLP over
+   the mean cell features, computed once with the phase-1 model, beside the sentence embedding; a
+   CNN over the latent): as many passes as retrieval needs, at the cost of the small heads alone.
+
+The contrastive term scores caption i against image j by ``<t_i, v_j> / K`` over straight-through
+codes: the forward pass uses the hard signs, for which this is exactly ``1 - 2 * Hamming / K`` (so
+training sees the Hamming distances retrieval will use), the backward pass the gradient of
+``tanh``. Captions of the same image in one batch are all positives of each other (multi-positive
+InfoNCE), never negatives.
 
 A fresh model's per-bit bias starts at the training latents' per-bit log-odds, so the first
 predictions are the latents' bit frequencies.
 
-Adam with a linear warm-up and a cosine decay; gradient clipping. Randomness comes from
+Adam with a linear warm-up and a cosine decay in each phase (peak ``lr``, then ``code_lr``); gradient
+clipping. One optimiser serves both phases: a phase's loss reaches only its own weights. Randomness comes from
 ``seed`` only (model init; per-epoch permutations from generators derived from (seed, epoch);
 dropout from a forked global RNG whose state is checkpointed), so runs are deterministic on
 CPU and a resumed run repeats exactly what an uninterrupted one does. Checkpoints (every
@@ -109,11 +115,17 @@ class TextTrainConfig(ConfigGroup):
     grad_clip: float = 1.0
     """Clip the gradient norm to this value; 0 disables."""
 
+    code_epochs: int = 10
+    """Passes over the captions of the second phase, which trains the text and image code heads
+    alone (the symmetric InfoNCE); 0 leaves the codes untrained."""
+    code_lr: float = 1e-3
+    """Peak Adam learning rate of the code phase."""
+
     # --- loss
     bce_weight: float = 1.0
     """Weight of the binary cross-entropy on the image latent bits."""
     contrastive_weight: float = 0.1
-    """Weight of the symmetric InfoNCE between text and image codes."""
+    """Weight of the symmetric InfoNCE between text and image codes in the first phase."""
     contrastive_temperature: float = 0.1
     """Temperature of InfoNCE on the code similarity ``<t, v> / K`` in [-1, 1] (``t``, ``v``: the ±1 codes)."""
     prior_weight: float = 1.0
@@ -121,8 +133,8 @@ class TextTrainConfig(ConfigGroup):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_size < 1 or self.epochs < 0 or self.checkpoint_every < 1:
-            raise ValueError("batch_size and checkpoint_every must be >= 1, epochs >= 0")
+        if self.batch_size < 1 or self.epochs < 0 or self.code_epochs < 0 or self.checkpoint_every < 1:
+            raise ValueError("batch_size and checkpoint_every must be >= 1, epochs and code_epochs >= 0")
         if self.contrastive_temperature <= 0:
             raise ValueError("contrastive_temperature must be > 0")
 
@@ -202,6 +214,20 @@ def evaluate_alignment(model: TextToLatent, data: AlignmentData, batch_size: int
 # ----------------------------------------------------------------------------- helpers
 
 
+@torch.no_grad()
+def cell_summaries(model: TextToLatent, features: TextFeatures, batch_size: int, device: torch.device) -> torch.Tensor:
+    """The mean cell features (N, d) of every caption, in eval mode (what the text code reads beside
+    the sentence embedding), for the code phase: the cells no longer change there."""
+    was_training = model.training
+    model.eval()
+    parts = []
+    for lo in range(0, len(features), batch_size):
+        states, mask = features.padded(np.arange(lo, min(lo + batch_size, len(features))), device)
+        parts.append(model.cells(states, mask).mean(1))  # (b, d)
+    model.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros(0, model.config.width, device=device)
+
+
 def text_identity(model_config: TextToLatentConfig, config: TextTrainConfig, data: AlignmentData) -> RunIdentity:
     """The identity of ``train_text_to_latent(data, model_config, config)``: the configs, a cheap
     summary of the training set and the digest of ``bitlatent.text``. Its ``key`` names the run's
@@ -278,7 +304,8 @@ def train_text_to_latent(
     opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(n / cfg.batch_size) if n else 0
-    total = cfg.epochs * steps_per_epoch
+    main_steps = cfg.epochs * steps_per_epoch  # phase 1: bits and prior; then phase 2: the codes
+    total = main_steps + cfg.code_epochs * steps_per_epoch
     identity = text_identity(mc, cfg, train)
     keys = ("step", "epoch", "loss", "bce", "contrastive", "prior_ce", "bit_accuracy", "lr", "wall_time")
     val_keys = ("val_step", "val_bit_accuracy", "val_t2i_recall@1", "val_t2i_recall@5", "val_t2i_recall@10",
@@ -312,6 +339,7 @@ def train_text_to_latent(
         bar = tqdm(total=total, initial=start, desc="text-to-latent", disable=not cfg.progress, dynamic_ncols=True)
         t0 = time.perf_counter()
         perm, perm_epoch = None, -1
+        summaries = None  # (N, d): every caption's mean cell features, once the code phase starts
         for step in range(start, total):
             epoch, it = divmod(step, steps_per_epoch)
             if epoch != perm_epoch:
@@ -320,18 +348,30 @@ def train_text_to_latent(
             states, mask = train.features.padded(rows, device)  # (B, L, D), (B, L)
             image_rows = train.image_index[rows]  # (B,)
             target = torch.from_numpy(train.latent_bits[image_rows]).to(device)  # (B, C, h, w) uint8
-            lr = cfg.lr * cosine_schedule(step, total, cfg.min_lr_ratio, cfg.warmup_steps)
+            codes = step >= main_steps  # phase 2
+            peak, done, steps = (cfg.code_lr, step - main_steps, total - main_steps) if codes else (cfg.lr, step, main_steps)
+            lr = peak * cosine_schedule(done, steps, cfg.min_lr_ratio, cfg.warmup_steps)
             for group in opt.param_groups:
                 group["lr"] = lr
 
-            bit_logits, text_code = model(states, mask)  # (B, C, h, w), (B, K)
-            bce = F.binary_cross_entropy_with_logits(bit_logits, target.float())
-            image_code = model.image_code_logits(target)  # (B, K)
-            contrastive = code_losses(text_code, image_code, torch.from_numpy(image_rows).to(device),
-                                      cfg.contrastive_temperature)  # fmt: skip
-            loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive
-            prior_ce = model.prior.loss(states, mask, target) if model.prior is not None else loss.new_zeros(())
-            loss = loss + cfg.prior_weight * prior_ce
+            nothing = states.new_zeros(())
+            image_ids = torch.from_numpy(image_rows).to(device)
+            if codes:  # the code heads alone: only their weights get a gradient
+                if summaries is None:
+                    summaries = cell_summaries(model, train.features, cfg.eval_batch_size, device)  # (N, d)
+                text_code = model.text_code_logits(summaries[torch.from_numpy(rows)], states, mask)  # (B, K)
+                image_code = model.image_code_logits(target)  # (B, K)
+                contrastive = code_losses(text_code, image_code, image_ids, cfg.contrastive_temperature)
+                loss, bce, prior_ce, acc = contrastive, nothing, nothing, float("nan")
+            else:
+                bit_logits, text_code = model(states, mask)  # (B, C, h, w), (B, K)
+                bce = F.binary_cross_entropy_with_logits(bit_logits, target.float())
+                image_code = model.image_code_logits(target)  # (B, K)
+                contrastive = code_losses(text_code, image_code, image_ids, cfg.contrastive_temperature)
+                prior_ce = model.prior.loss(states, mask, target) if model.prior is not None else nothing
+                loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive + cfg.prior_weight * prior_ce
+                with torch.no_grad():
+                    acc = ((bit_logits >= 0) == target.bool()).float().mean().item()
 
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -339,8 +379,6 @@ def train_text_to_latent(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
 
-            with torch.no_grad():
-                acc = ((bit_logits >= 0) == target.bool()).float().mean().item()
             wall = wall_before + time.perf_counter() - t0
             record = {"step": step + 1, "epoch": epoch, "loss": loss.item(), "bce": bce.item(),
                       "contrastive": contrastive.item(), "prior_ce": prior_ce.item(), "bit_accuracy": acc, "lr": lr,
@@ -348,7 +386,7 @@ def train_text_to_latent(
             for k, v in record.items():
                 curves[k].append(float(v))
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", bit_acc=f"{acc:.3f}", refresh=False)
+            bar.set_postfix(phase="codes" if codes else "bits", loss=f"{record['loss']:.4f}", refresh=False)
             if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
                 evaluate(step + 1)
             if path is not None and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == total):

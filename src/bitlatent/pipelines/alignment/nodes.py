@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import zlib
 from dataclasses import replace
 from typing import Any
@@ -87,5 +88,8 @@ def train_alignment(
     figure = training_curves({"step": result.curves["step"], "loss": result.curves["loss"],
                               "psnr": result.curves["bit_accuracy"]}, "text-to-latent training")
     figure.axes[1].set(ylabel="bit accuracy", title="batch bit accuracy")
+    figure.axes[0].set(title="loss: bits and prior, then the codes (contrastive)")
     records = curve_records(result.curves, ["step", "epoch", "loss", "bce", "contrastive", "prior_ce", "bit_accuracy", "lr"])
+    # the code phase predicts no bits: its bit accuracy is NaN, written as null (JSON has no NaN)
+    records = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in records]
     return result.model, records, figure

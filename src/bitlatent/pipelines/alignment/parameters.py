@@ -38,4 +38,4 @@ class AlignmentConfig(ConfigGroup):
     """The model's architecture (width, layers, code_bits, max_length, ...). Its latent fields and
     ``encoder_revision`` are not read from here: they come from the trained decoder and the encoder."""
     train: TextTrainConfig = field(default_factory=TextTrainConfig)
-    """Its training (epochs, batch_size, lr, contrastive_weight, ...)."""
+    """Its training (epochs, code_epochs, batch_size, lr, ...)."""
