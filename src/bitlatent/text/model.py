@@ -17,9 +17,15 @@
     (``prior.py``), p(cell t | cells < t, caption): what the ``generate`` mode draws latents from.
 
     image latent bits (B, C, h, w) in {0, 1} -> ±1                     (B, C, h, w)
+      image_code_input "latent":
       -> 3x3 conv, d/2 channels, at the latent grid                (B, d/2, h, w)
       -> 3x3 convs of stride 2, d channels, until the grid is <= 2   (B, d, h', w')
       -> flatten -> MLP                                            image code logits (B, K)
+      image_code_input "render":
+      -> the frozen decoder (a copy inside this model)             image (B, 3, H, W) in [0, 1]
+         (while training: a random shift, mirror and light colour jitter)
+      -> 3x3 conv+BN+ReLU stages (w, 2w, 4w channels, stride 2 each) (B, 4w, H/8, W/8)
+      -> mean and max over the grid -> Linear                      image code logits (B, K)
 
 A code bit is 1 where its logit is >= 0 (as in ``core.binary``). Training (``train.py``) makes the
 text code of a caption and the image code of its image agree, so text -> image retrieval is a
@@ -45,9 +51,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from bitlatent.config import ConfigGroup
 from bitlatent.core.binary import LatentSpec
+from bitlatent.core.decoder import BinaryLatentDecoder, DecoderConfig
 from bitlatent.core.io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
 
 from .encoder import DEFAULT_MAX_LENGTH, ENCODER_NAME, mean_pool
@@ -124,6 +132,13 @@ class TextToLatentConfig(ConfigGroup):
     image_code_hidden: int = 512
     """Hidden width of the MLP at the end of the image code (``image_code_network``) and of the text
     code's MLP over the sentence embedding."""
+    image_code_input: str = "latent"
+    """What the image code reads: "latent", a CNN over the latent bits (synthetic scenes, whose
+    latents the text names cell by cell); "render", a CNN over the image the decoder renders from
+    them (photos: a latent fitted to pixels is an arbitrary code of them, which a CNN learns from a
+    few thousand images only as pixels). "render" keeps a frozen copy of the decoder in the model."""
+    render_width: int = 32
+    """Channels of the first stage of the render CNN (2x, 4x after); image_code_input "render" only."""
     encoder_name: str = ENCODER_NAME
     """The text encoder whose token states this model reads."""
     encoder_revision: str = ""
@@ -151,6 +166,10 @@ class TextToLatentConfig(ConfigGroup):
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("dropout must be in [0, 1)")
+        if self.image_code_input not in ("latent", "render"):
+            raise ValueError(f"image_code_input must be 'latent' or 'render', got {self.image_code_input!r}")
+        if self.render_width < 1:
+            raise ValueError("render_width must be >= 1")
 
     @property
     def num_cells(self) -> int:
@@ -197,6 +216,44 @@ def image_code_network(cfg: TextToLatentConfig) -> nn.Sequential:
                          nn.GELU(), nn.Linear(cfg.image_code_hidden, cfg.code_bits))  # fmt: skip
 
 
+def render_code_network(cfg: TextToLatentConfig) -> nn.Module:
+    """Rendered image (B, 3, H, W) in [0, 1] -> image code logits (B, K): three stride-2 stages of 3x3
+    convolutions with batch norm (w, 2w, 4w channels), mean and max over what is left, a linear map."""
+    w = cfg.render_width
+
+    def stage(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+    class RenderCode(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(*stage(3, w, 2), *stage(w, 2 * w, 2), *stage(2 * w, 2 * w, 1),
+                                     *stage(2 * w, 4 * w, 2), *stage(4 * w, 4 * w, 1))  # fmt: skip
+            self.out = nn.Linear(8 * w, cfg.code_bits)
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            h = self.net((image - 0.45) / 0.25)  # (B, 4w, H/8, W/8)
+            return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))  # (B, K)
+
+    return RenderCode()
+
+
+def augment_images(image: torch.Tensor) -> torch.Tensor:
+    """A training view of rendered images (B, 3, S, S) in [0, 1]: shifted by up to S/16 pixels (reflect
+    padding), mirrored with probability 1/2, brightness / contrast / saturation within ±20%. Uses
+    torch's global generator (seeded and checkpointed by the training loop)."""
+    b, _, s, _ = image.shape
+    pad = max(1, s // 16)
+    dy, dx = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+    image = F.pad(image, (pad,) * 4, mode="reflect")[:, :, dy : dy + s, dx : dx + s]
+    image = torch.where(torch.rand(b, 1, 1, 1) < 0.5, image.flip(3), image)
+    jitter = 1 + 0.4 * (torch.rand(3, b, 1, 1, 1) - 0.5)  # (3, B, 1, 1, 1)
+    gray = image.mean(1, keepdim=True)  # (B, 1, S, S)
+    image = gray + (image - gray) * jitter[0]
+    mean = image.mean((1, 2, 3), keepdim=True)
+    return ((image - mean) * jitter[1] + mean) * jitter[2]
+
+
 class TokenBlock(nn.Module):
     """Pre-norm residual block over the tokens: masked self-attention, MLP. (B, L, d) -> (B, L, d)."""
 
@@ -238,9 +295,12 @@ class Block(nn.Module):
 
 
 class TextToLatent(nn.Module):
-    """Token states (B, L, text_dim) + mask (B, L) -> bit logits (B, C, h, w), text code logits (B, K)."""
+    """Token states (B, L, text_dim) + mask (B, L) -> bit logits (B, C, h, w), text code logits (B, K).
 
-    def __init__(self, config: TextToLatentConfig):
+    ``renderer``: the decoder whose latents this model reads; needed (and copied, frozen) when
+    ``image_code_input`` is "render"."""
+
+    def __init__(self, config: TextToLatentConfig, renderer: BinaryLatentDecoder | None = None):
         super().__init__()
         self.config = cfg = config
         d = cfg.width
@@ -256,7 +316,24 @@ class TextToLatent(nn.Module):
         self.prior = CellPrior(cfg.prior_config()) if cfg.prior_layers else None
         self.text_code_head = nn.Sequential(nn.LayerNorm(d + cfg.text_dim), nn.Linear(d + cfg.text_dim, cfg.image_code_hidden),
                                             nn.GELU(), nn.Linear(cfg.image_code_hidden, cfg.code_bits))  # fmt: skip
-        self.image_code_head = image_code_network(cfg)
+        self.renderer = None
+        if cfg.image_code_input == "render":
+            if renderer is None:
+                raise ValueError('image_code_input "render" needs the decoder (renderer=...)')
+            if renderer.latent_spec.shape != cfg.latent_spec().shape:
+                raise ValueError(f"the renderer reads {renderer.latent_spec.shape} latents, the model {cfg.latent_spec().shape}")
+            self.renderer = BinaryLatentDecoder(renderer.config)
+            self.renderer.load_state_dict(renderer.state_dict())
+            self.renderer.requires_grad_(False).eval()
+            self.image_code_head = render_code_network(cfg)
+        else:
+            self.image_code_head = image_code_network(cfg)
+
+    def train(self, mode: bool = True) -> "TextToLatent":
+        super().train(mode)
+        if self.renderer is not None:
+            self.renderer.eval()  # frozen: always rendered as at inference
+        return self
 
     def cells(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Token states (B, L, text_dim) + mask (B, L) -> the cell queries' features (B, hq*wq, d)."""
@@ -286,10 +363,15 @@ class TextToLatent(nn.Module):
         sentence = mean_pool(states, mask.bool())  # (B, text_dim), L2-normalised
         return self.text_code_head(torch.cat([cell_summary, sentence.to(cell_summary.dtype)], -1))  # (B, K)
 
-    def image_code_logits(self, bits: torch.Tensor) -> torch.Tensor:
-        """Image latent bits (B, C, h, w) in {0, 1} (any dtype) -> image code logits (B, K)."""
+    def image_code_logits(self, bits: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """Image latent bits (B, C, h, w) in {0, 1} (any dtype) -> image code logits (B, K).
+        ``augment``: a random training view of the rendered image (image_code_input "render")."""
         signs = bits.float() * 2 - 1  # (B, C, h, w) in {-1, +1}
-        return self.image_code_head(signs)  # (B, K)
+        if self.renderer is None:
+            return self.image_code_head(signs)  # (B, K)
+        with torch.no_grad():
+            image = self.renderer(signs).float()  # (B, 3, H, W) in [0, 1]
+        return self.image_code_head(augment_images(image) if augment else image)  # (B, K)
 
     @property
     def latent_spec(self) -> LatentSpec:
@@ -340,6 +422,8 @@ def save_text_to_latent(model: TextToLatent, directory: str | Path, extra: dict[
     cfg = model.config
     meta = {"format": FORMAT, "version": FORMAT_VERSION, **model.describe(),
             "encoder": {"name": cfg.encoder_name, "revision": cfg.encoder_revision}, "extra": extra or {}}  # fmt: skip
+    if model.renderer is not None:
+        meta["renderer"] = model.renderer.config.to_dict()  # its weights are in the safetensors file
     state = {k: v.float() for k, v in model.state_dict().items()}
     atomic_save_tensors(directory / WEIGHTS_FILE, state, metadata={"config": json.dumps(cfg.to_dict())})
     atomic_write_json(directory / CONFIG_FILE, meta)
@@ -361,7 +445,11 @@ def load_text_to_latent(directory: str | Path, device: str | torch.device = "cpu
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{directory} holds a text-to-latent model of format version {meta.get('version')}, "
                          f"this bitlatent reads version {FORMAT_VERSION}: retrain it with `{MAKE_COMMAND}`")
-    model = TextToLatent(TextToLatentConfig.from_saved(meta["config"], directory, MAKE_COMMAND))
+    config = TextToLatentConfig.from_saved(meta["config"], directory, MAKE_COMMAND)
+    renderer = None
+    if config.image_code_input == "render":  # built here, its weights loaded below with the rest
+        renderer = BinaryLatentDecoder(DecoderConfig.from_dict(meta["renderer"]))
+    model = TextToLatent(config, renderer)
     state, _ = load_tensors(directory / WEIGHTS_FILE)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()

@@ -270,6 +270,7 @@ def train_text_to_latent(
     config: TextTrainConfig | None = None,
     *,
     val: AlignmentData | None = None,
+    renderer: torch.nn.Module | None = None,
     checkpoint_dir: str | Path | None = None,
     callback: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TextTrainResult:
@@ -277,7 +278,8 @@ def train_text_to_latent(
 
     ``model``: a config (a fresh model is built from ``config.seed``; its latent fields must match
     ``train.latent_bits``), an existing model to continue from, or None (a default config for the
-    latents' shape). ``val``: evaluated every ``eval_every`` steps and at the end.
+    latents' shape). ``val``: evaluated every ``eval_every`` steps and at the end. ``renderer``: the
+    decoder of the latents, which a fresh model with ``image_code_input`` "render" keeps a copy of.
     ``callback(step, record)`` runs after each step (``step`` = steps done).
     """
     cfg = config or TextTrainConfig()
@@ -289,7 +291,7 @@ def train_text_to_latent(
         mcfg = model or TextToLatentConfig(latent_h=h, latent_w=w, bits_per_cell=C, patch=patch)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            model = TextToLatent(mcfg)
+            model = TextToLatent(mcfg, renderer)
     mc = model.config
     if (mc.bits_per_cell, mc.latent_h, mc.latent_w) != (C, h, w):
         raise ValueError(f"model predicts ({mc.bits_per_cell}, {mc.latent_h}, {mc.latent_w}) latents, data has {(C, h, w)}")
@@ -360,13 +362,13 @@ def train_text_to_latent(
                 if summaries is None:
                     summaries = cell_summaries(model, train.features, cfg.eval_batch_size, device)  # (N, d)
                 text_code = model.text_code_logits(summaries[torch.from_numpy(rows)], states, mask)  # (B, K)
-                image_code = model.image_code_logits(target)  # (B, K)
+                image_code = model.image_code_logits(target, augment=True)  # (B, K), a training view
                 contrastive = code_losses(text_code, image_code, image_ids, cfg.contrastive_temperature)
                 loss, bce, prior_ce, acc = contrastive, nothing, nothing, float("nan")
             else:
                 bit_logits, text_code = model(states, mask)  # (B, C, h, w), (B, K)
                 bce = F.binary_cross_entropy_with_logits(bit_logits, target.float())
-                image_code = model.image_code_logits(target)  # (B, K)
+                image_code = model.image_code_logits(target, augment=True)  # (B, K), a training view
                 contrastive = code_losses(text_code, image_code, image_ids, cfg.contrastive_temperature)
                 prior_ce = model.prior.loss(states, mask, target) if model.prior is not None else nothing
                 loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive + cfg.prior_weight * prior_ce

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bitlatent.core.binary import unpack_bits
+from bitlatent.core.decoder import BinaryLatentDecoder
 from bitlatent.data.latent_shards import LatentShard
 from bitlatent.data.synthetic import reword
 from bitlatent.datasets.models import LatentParts
@@ -66,10 +67,11 @@ def alignment_data(pairs: pd.DataFrame, latents: dict[str, LatentShard], splits:
 
 
 def train_alignment(
-    pairs: pd.DataFrame, pretrain_latents: dict[str, LatentShard], adapted_latents: LatentParts,
-    alignment: dict[str, Any],
+    pairs: pd.DataFrame, decoder: BinaryLatentDecoder, pretrain_latents: dict[str, LatentShard],
+    adapted_latents: LatentParts, alignment: dict[str, Any],
 ) -> tuple[TextToLatent, list[dict], Figure]:
-    """Train the text-to-latent model on the train splits' captions, validated on ``val_split``."""
+    """Train the text-to-latent model on the train splits' captions, validated on ``val_split``.
+    ``decoder``: the latents' decoder, which an image code reading renders keeps a copy of."""
     config = AlignmentConfig.from_dict(alignment)
     train = config.train
     latents = all_latents(pretrain_latents, adapted_latents)
@@ -84,7 +86,7 @@ def train_alignment(
            if config.val_split in latents else None)
     checkpoint_dir = run_folder(config.checkpoint_root, text_identity(model_config, train, data))
     log.info("training text-to-latent on %d captions (%d images)", len(data), len(data.latent_bits))
-    result = train_text_to_latent(data, model_config, train, val=val, checkpoint_dir=checkpoint_dir)
+    result = train_text_to_latent(data, model_config, train, val=val, renderer=decoder, checkpoint_dir=checkpoint_dir)
     figure = training_curves({"step": result.curves["step"], "loss": result.curves["loss"],
                               "psnr": result.curves["bit_accuracy"]}, "text-to-latent training")
     figure.axes[1].set(ylabel="bit accuracy", title="batch bit accuracy")

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
         node(
             train_alignment,
-            inputs=["pairs", "pretrain_latents", "adapted_latents", "params:alignment"],
+            inputs=["pairs", "decoder", "pretrain_latents", "adapted_latents", "params:alignment"],
             outputs=["text_to_latent", "alignment_curves", "alignment_curves_plot"],
             name="train_alignment",
         ),
