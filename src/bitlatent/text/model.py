@@ -369,8 +369,17 @@ class TextToLatent(nn.Module):
         signs = bits.float() * 2 - 1  # (B, C, h, w) in {-1, +1}
         if self.renderer is None:
             return self.image_code_head(signs)  # (B, K)
-        with torch.no_grad():
-            image = self.renderer(signs).float()  # (B, 3, H, W) in [0, 1]
+        return self.render_code_logits(self.render(bits), augment)  # (B, K)
+
+    @torch.no_grad()
+    def render(self, bits: torch.Tensor) -> torch.Tensor:
+        """Latent bits (B, C, h, w) in {0, 1} -> the frozen decoder's image (B, 3, H, W) in [0, 1]
+        (image_code_input "render")."""
+        return self.renderer(bits.float() * 2 - 1).float()
+
+    def render_code_logits(self, image: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """A rendered image (B, 3, H, W) in [0, 1] -> image code logits (B, K); ``augment``: a random
+        training view of it. (Training renders every latent once and reads them from here.)"""
         return self.image_code_head(augment_images(image) if augment else image)  # (B, K)
 
     @property

@@ -125,7 +125,8 @@ class TextTrainConfig(ConfigGroup):
     bce_weight: float = 1.0
     """Weight of the binary cross-entropy on the image latent bits."""
     contrastive_weight: float = 0.1
-    """Weight of the symmetric InfoNCE between text and image codes in the first phase."""
+    """Weight of the symmetric InfoNCE between text and image codes in the first phase; 0 leaves the
+    codes to the second (and skips the image code's cost there)."""
     contrastive_temperature: float = 0.1
     """Temperature of InfoNCE on the code similarity ``<t, v> / K`` in [-1, 1] (``t``, ``v``: the ±1 codes)."""
     prior_weight: float = 1.0
@@ -261,6 +262,17 @@ def _load_checkpoint(path: Path, model: TextToLatent, opt: torch.optim.Optimizer
     return curves, state
 
 
+@torch.no_grad()
+def rendered(model: TextToLatent, latent_bits: np.ndarray, batch_size: int, device: torch.device) -> torch.Tensor | None:
+    """Every latent rendered once by the model's frozen decoder, float16 (M, 3, H, W) in [0, 1], for
+    the code phase; None for a model whose image code reads the bits."""
+    if model.renderer is None:
+        return None
+    parts = [model.render(torch.from_numpy(latent_bits[lo : lo + batch_size]).to(device)).half()
+             for lo in range(0, len(latent_bits), batch_size)]  # fmt: skip
+    return torch.cat(parts)
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -341,7 +353,7 @@ def train_text_to_latent(
         bar = tqdm(total=total, initial=start, desc="text-to-latent", disable=not cfg.progress, dynamic_ncols=True)
         t0 = time.perf_counter()
         perm, perm_epoch = None, -1
-        summaries = None  # (N, d): every caption's mean cell features, once the code phase starts
+        summaries = renders = None  # the code phase's: every caption's mean cell features, every image rendered
         for step in range(start, total):
             epoch, it = divmod(step, steps_per_epoch)
             if epoch != perm_epoch:
@@ -361,15 +373,21 @@ def train_text_to_latent(
             if codes:  # the code heads alone: only their weights get a gradient
                 if summaries is None:
                     summaries = cell_summaries(model, train.features, cfg.eval_batch_size, device)  # (N, d)
+                    renders = rendered(model, train.latent_bits, cfg.eval_batch_size, device)  # (M, 3, H, W) or None
                 text_code = model.text_code_logits(summaries[torch.from_numpy(rows)], states, mask)  # (B, K)
-                image_code = model.image_code_logits(target, augment=True)  # (B, K), a training view
+                if renders is None:
+                    image_code = model.image_code_logits(target, augment=True)  # (B, K)
+                else:  # a training view of each image, rendered once
+                    image_code = model.render_code_logits(renders[torch.from_numpy(image_rows)].float(), augment=True)
                 contrastive = code_losses(text_code, image_code, image_ids, cfg.contrastive_temperature)
                 loss, bce, prior_ce, acc = contrastive, nothing, nothing, float("nan")
             else:
                 bit_logits, text_code = model(states, mask)  # (B, C, h, w), (B, K)
                 bce = F.binary_cross_entropy_with_logits(bit_logits, target.float())
-                image_code = model.image_code_logits(target, augment=True)  # (B, K), a training view
-                contrastive = code_losses(text_code, image_code, image_ids, cfg.contrastive_temperature)
+                contrastive = nothing
+                if cfg.contrastive_weight > 0:
+                    image_code = model.image_code_logits(target, augment=True)  # (B, K), a training view
+                    contrastive = code_losses(text_code, image_code, image_ids, cfg.contrastive_temperature)
                 prior_ce = model.prior.loss(states, mask, target) if model.prior is not None else nothing
                 loss = cfg.bce_weight * bce + cfg.contrastive_weight * contrastive + cfg.prior_weight * prior_ce
                 with torch.no_grad():
