@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import shutil
 import socket
@@ -51,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import add_device_argument, check_device, machine, result_name, write_result  # noqa: E402
+from common import RESULTS, add_device_argument, check_device, machine, result_name, write_result  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 CAPTIONS = [
@@ -417,6 +418,28 @@ def load_test(bundle: Path, clients: int, requests: int, timeout: float = 600.0,
     }  # fmt: skip
 
 
+def cell_prior_png(requests: int, device: str) -> dict:
+    """Text -> PNG through a fresh bundle of untrained ``make run``-size models with the cell prior."""
+    prior_folder, prior_models = prior_bundle()
+    try:
+        return {**text_to_png(prior_folder, requests, device), "models": prior_models}
+    finally:
+        shutil.rmtree(prior_folder, ignore_errors=True)
+
+
+def update_cell_prior_entry(requests: int, device: str, load_start: list[float]) -> None:
+    """Replace ``text_to_png_cell_prior`` (and its target) in an existing results file; the entry
+    carries the machine and date it was measured on, which may differ from the rest of the file."""
+    path = RESULTS / f"{result_name('inference', device)}.json"
+    payload = json.loads(path.read_text())
+    png_prior = cell_prior_png(requests, device)
+    print("text -> PNG, generate from the cell prior", png_prior, flush=True)
+    payload["text_to_png_cell_prior"] = {**png_prior, "machine": {**machine(), "onnxruntime": _ort_version(),
+                                         "load_average_at_start": load_start, "load_average_at_end": list(os.getloadavg())}}  # fmt: skip
+    payload["targets"]["text_to_png_cell_prior_p50_under_50ms"] = png_prior["p50_ms"] < 50.0
+    print(f"wrote {write_result(result_name('inference', device), payload)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, default=None, help="An exported bundle (default: export untrained models).")
@@ -425,6 +448,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=480, help="Requests per load-test round.")
     parser.add_argument("--quick", action="store_true", help="10 repeats, 100 PNGs, 160 requests.")
+    parser.add_argument("--cell-prior-only", action="store_true",
+                        help="Time only text -> PNG from the cell prior and replace that entry (with its own "
+                             "machine and date) in the results file.")
     add_device_argument(parser)
     args = parser.parse_args()
     check_device(args.device)
@@ -433,16 +459,15 @@ def main() -> None:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
     load_start = list(os.getloadavg())  # other jobs on the machine skew every figure: recorded
+    if args.cell_prior_only:
+        update_cell_prior_entry(args.png_requests, args.device, load_start)
+        return
     decoder, head, bundle, made_here = models_for(args.bundle)
     try:
         models = compare_models(decoder, head, bundle, args.repeats, args.device)
         png = text_to_png(bundle, args.png_requests, args.device)
         print("text -> PNG", png, flush=True)
-        prior_folder, prior_models = prior_bundle()
-        try:
-            png_prior = {**text_to_png(prior_folder, args.png_requests, args.device), "models": prior_models}
-        finally:
-            shutil.rmtree(prior_folder, ignore_errors=True)
+        png_prior = cell_prior_png(args.png_requests, args.device)
         print("text -> PNG, generate from the cell prior", png_prior, flush=True)
         load = load_test(bundle, args.clients, args.requests, device=args.device)
         print("load test", load, flush=True)
