@@ -54,14 +54,14 @@ def test_environment_parameters_build_every_config(env):
     data = DataConfig.from_dict(params["data"])
     decoder = decoder_config(params)  # raises when the latent grid does not fit the image size
     assert decoder.image_size == data.image_size
-    BinaryLatentDecoder(decoder)
+    renderer = BinaryLatentDecoder(decoder)
     PretrainingConfig.from_dict(params["pretraining"])
     AdaptationConfig.from_dict(params["latent_adaptation"])
     alignment = AlignmentConfig.from_dict(params["alignment"])
     # the text model on the decoder's latent grid, as the alignment pipeline builds it
     text = replace(alignment.model, latent_h=decoder.latent_h, latent_w=decoder.latent_w,
                    bits_per_cell=decoder.bits_per_cell, image_size=decoder.image_size)
-    assert TextToLatent(text).latent_spec == decoder.latent_spec()
+    assert TextToLatent(text, renderer).latent_spec == decoder.latent_spec()
     EvaluationConfig.from_dict(params["evaluation"])
     ExportConfig.from_dict(params["export"])
 
