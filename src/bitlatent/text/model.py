@@ -216,26 +216,24 @@ def image_code_network(cfg: TextToLatentConfig) -> nn.Sequential:
                          nn.GELU(), nn.Linear(cfg.image_code_hidden, cfg.code_bits))  # fmt: skip
 
 
-def render_code_network(cfg: TextToLatentConfig) -> nn.Module:
+def _conv_stage(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+class RenderCodeNetwork(nn.Module):
     """Rendered image (B, 3, H, W) in [0, 1] -> image code logits (B, K): three stride-2 stages of 3x3
     convolutions with batch norm (w, 2w, 4w channels), mean and max over what is left, a linear map."""
-    w = cfg.render_width
 
-    def stage(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
-        return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    def __init__(self, cfg: TextToLatentConfig):
+        super().__init__()
+        w = cfg.render_width
+        self.net = nn.Sequential(*_conv_stage(3, w, 2), *_conv_stage(w, 2 * w, 2), *_conv_stage(2 * w, 2 * w, 1),
+                                 *_conv_stage(2 * w, 4 * w, 2), *_conv_stage(4 * w, 4 * w, 1))  # fmt: skip
+        self.out = nn.Linear(8 * w, cfg.code_bits)
 
-    class RenderCode(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = nn.Sequential(*stage(3, w, 2), *stage(w, 2 * w, 2), *stage(2 * w, 2 * w, 1),
-                                     *stage(2 * w, 4 * w, 2), *stage(4 * w, 4 * w, 1))  # fmt: skip
-            self.out = nn.Linear(8 * w, cfg.code_bits)
-
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            h = self.net((image - 0.45) / 0.25)  # (B, 4w, H/8, W/8)
-            return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))  # (B, K)
-
-    return RenderCode()
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h = self.net((image - 0.45) / 0.25)  # (B, 4w, H/8, W/8), roughly standardised input
+        return self.out(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))  # (B, K)
 
 
 def augment_images(image: torch.Tensor) -> torch.Tensor:
@@ -325,7 +323,7 @@ class TextToLatent(nn.Module):
             self.renderer = BinaryLatentDecoder(renderer.config)
             self.renderer.load_state_dict(renderer.state_dict())
             self.renderer.requires_grad_(False).eval()
-            self.image_code_head = render_code_network(cfg)
+            self.image_code_head = RenderCodeNetwork(cfg)
         else:
             self.image_code_head = image_code_network(cfg)
 
@@ -366,10 +364,9 @@ class TextToLatent(nn.Module):
     def image_code_logits(self, bits: torch.Tensor, augment: bool = False) -> torch.Tensor:
         """Image latent bits (B, C, h, w) in {0, 1} (any dtype) -> image code logits (B, K).
         ``augment``: a random training view of the rendered image (image_code_input "render")."""
-        signs = bits.float() * 2 - 1  # (B, C, h, w) in {-1, +1}
-        if self.renderer is None:
-            return self.image_code_head(signs)  # (B, K)
-        return self.render_code_logits(self.render(bits), augment)  # (B, K)
+        if self.renderer is not None:
+            return self.render_code_logits(self.render(bits), augment)  # (B, K)
+        return self.image_code_head(bits.float() * 2 - 1)  # signs (B, C, h, w) in {-1, +1} -> (B, K)
 
     @torch.no_grad()
     def render(self, bits: torch.Tensor) -> torch.Tensor:
