@@ -67,6 +67,8 @@ __all__ = [
     "cell_uniforms",
     "draw_cells",
     "sample_cells",
+    "cells_in_prior_order",
+    "grid_from_prior_order",
 ]
 
 MODES = ("generate", "retrieve", "refine")
@@ -308,26 +310,52 @@ def draw_cells(logits: np.ndarray, temperature: float, uniforms: np.ndarray) -> 
     return np.minimum((cdf < uniforms[:, None] * cdf[:, -1:]).sum(1), logits.shape[1] - 1)
 
 
+def cells_in_prior_order(bits: np.ndarray, patch: int = 1) -> np.ndarray:
+    """Latent bits (N, C, h, w) -> cells (N, h*w, C) in a cell prior's order: the raster order of
+    its ``patch x patch`` blocks, raster order inside each (``CellPrior.cells_of``)."""
+    n, c, h, w = np.shape(bits)
+    p = patch
+    blocks = np.asarray(bits).reshape(n, c, h // p, p, w // p, p).transpose(0, 2, 4, 3, 5, 1)  # (N, h/p, w/p, p, p, C)
+    return np.ascontiguousarray(blocks).reshape(n, h * w, c)
+
+
+def grid_from_prior_order(cells: np.ndarray, h: int, w: int, patch: int = 1) -> np.ndarray:
+    """Cells (N, h*w, C) in a cell prior's order -> latent bits (N, C, h, w) (``cells_in_prior_order``'s inverse)."""
+    n, _, c = np.shape(cells)
+    p = patch
+    blocks = np.asarray(cells).reshape(n, h // p, w // p, p, p, c).transpose(0, 5, 1, 3, 2, 4)  # (N, C, h/p, p, w/p, p)
+    return np.ascontiguousarray(blocks).reshape(n, c, h, w)
+
+
 def sample_cells(step: Callable[[int, np.ndarray], np.ndarray], rows: int, bits_per_cell: int, steps: int,
                  temperature: float, uniforms: np.ndarray | None,
-                 keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:  # fmt: skip
-    """Draw ``rows`` latents from a cell prior, cell by cell -> cells uint8 (rows, steps, C), raster order.
+                 keep: tuple[np.ndarray, np.ndarray] | None = None, cells_per_step: int = 1) -> np.ndarray:  # fmt: skip
+    """Draw ``rows`` latents from a cell prior, ``k = cells_per_step`` cells at a time -> cells uint8
+    (rows, steps, C) in the prior's order (``cells_in_prior_order``); ``steps`` counts cells.
 
-    ``step(t, previous)``: cell t's logits float32 (rows, 2^C) given cell t-1 (rows, C) uint8 (zeros
-    at t = 0) and the cells before it, which the caller caches. Cell t is ``draw_cells`` at
-    ``uniforms[:, t]`` ((rows, steps), ``cell_uniforms``; unused at temperature 0). ``keep``:
-    (values int64 (rows, steps), bool (rows, steps)): where True, the cell keeps that value
-    instead of the draw (refine).
+    ``step(s, previous)``: the logits float32 (rows, k * 2^C) of the k cells of block s given block
+    s-1's cells (rows, k * C) uint8 (zeros at s = 0) and the blocks before it, which the caller
+    caches. Cell t is ``draw_cells`` at ``uniforms[:, t]`` ((rows, steps), ``cell_uniforms``;
+    unused at temperature 0). ``keep``: (values int64 (rows, steps), bool (rows, steps)): where
+    True, the cell keeps that value instead of the draw (refine).
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature > 0 and (uniforms is None or np.shape(uniforms) != (rows, steps)):
         raise ValueError(f"sampling needs uniforms of shape ({rows}, {steps}) (cell_uniforms), "
                          f"got {None if uniforms is None else np.shape(uniforms)}")
+    k = cells_per_step
+    if k < 1 or steps % k:
+        raise ValueError(f"cells_per_step {k} must divide the {steps} cells")
     cells = np.zeros((rows, steps, bits_per_cell), dtype=np.uint8)
-    for t in range(steps):
-        value = draw_cells(step(t, cells[:, t - 1]), temperature, None if uniforms is None else uniforms[:, t])
+    previous = np.zeros((rows, k * bits_per_cell), dtype=np.uint8)
+    for s in range(steps // k):
+        block = slice(s * k, (s + 1) * k)
+        logits = np.asarray(step(s, previous)).reshape(rows * k, -1)  # (rows * k, 2^C)
+        u = None if uniforms is None else uniforms[:, block].reshape(-1)
+        value = draw_cells(logits, temperature, u).reshape(rows, k)
         if keep is not None:
-            value = np.where(keep[1][:, t], keep[0][:, t], value)
-        cells[:, t] = cell_bits(value, bits_per_cell)
+            value = np.where(keep[1][:, block], keep[0][:, block], value)
+        cells[:, block] = cell_bits(value, bits_per_cell)
+        previous = cells[:, block].reshape(rows, -1)
     return cells

@@ -242,3 +242,31 @@ def test_the_bundle_carries_the_entropy_model_and_decodes_its_streams(tiny_prior
     model_id = onnx_model_id(tiny_prior.bundle / ENTROPY_FILE)
     streams = compress_batch(tiny_prior.library_bits[:4], onnx_logits(session), 8, model_id)
     np.testing.assert_array_equal(decompress_batch(streams, onnx_logits(session), model_id), tiny_prior.library_bits[:4])
+
+
+def test_a_prior_drawing_blocks_of_cells_exports_and_draws_as_torch_does(tmp_path):
+    """patch 2: prior.onnx takes a block's four cells and gives their logits; the numpy sampler draws,
+    refines and orders them into the grid as ``CellPrior`` does."""
+    from bitlatent.export.onnx_export import export_prior, export_prior_context
+    from bitlatent.text.prior import CellPrior, CellPriorConfig
+
+    torch.manual_seed(0)
+    prior = CellPrior(CellPriorConfig(latent_h=4, latent_w=6, bits_per_cell=3, width=32, heads=2, layers=2,
+                                      dropout=0.0, caption_dropout=0.2, patch=2)).eval()  # fmt: skip
+    context_path, step_path = export_prior_context(prior, tmp_path / "prior_context.onnx"), export_prior(prior, tmp_path / "prior.onnx")
+    assert prior_parity(prior, context_path, step_path, 3, np.random.default_rng(0), 1e-3).passed
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (context_path, step_path)]
+    rng = np.random.default_rng(1)
+    tokens = rng.standard_normal((3, 5, 32)).astype(np.float32)
+    mask = np.array([[1] * 5, [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], np.int64)
+    u = cell_uniforms(4, 2, np.arange(3), 24)  # (6, 24)
+    ours = sample_prior_cells(*sessions, tokens, mask, (3, 4, 6), 1.0, u, samples=2, guidance=2.0)
+    states = torch.from_numpy(np.repeat(tokens, 2, 0))
+    with torch.no_grad():  # the torch prior reads projected tokens: feed ONNX's prior_tokens through an identity
+        prior.token_norm, prior.token_proj = torch.nn.Identity(), torch.nn.Identity()
+        ref = prior.sample(states, torch.from_numpy(np.repeat(mask, 2, 0)), 1.0, u, 2.0).numpy()
+        start = 1 - ref
+        refined = prior.refine(states, torch.from_numpy(np.repeat(mask, 2, 0)), torch.from_numpy(start), 0.5, 1.0, u, 2.0).numpy()
+    np.testing.assert_array_equal(ours, ref)
+    assert (ours[0] != ours[1]).any()
+    np.testing.assert_array_equal(sample_prior_cells(*sessions, tokens, mask, (3, 4, 6), 1.0, u, 2, 2.0, start, 0.5), refined)

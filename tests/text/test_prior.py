@@ -26,6 +26,65 @@ def test_cells_round_trip_in_raster_order():
     assert np.array_equal(generation.cell_bits(cell_values(bits3).numpy(), 3), bits3.numpy())
 
 
+def test_a_patch_of_two_orders_cells_block_by_block_as_numpy_does():
+    bits = torch.arange(2 * 3 * 4 * 6).reshape(2, 3, 4, 6)  # (B, C, h, w)
+    cells = cells_of(bits, patch=2)  # (B, 24, C): block (0, 0), (0, 1), (0, 2), (1, 0)... four cells each
+    assert [cells[0, i].tolist() for i in range(4)] == [bits[0, :, y, x].tolist() for y, x in ((0, 0), (0, 1), (1, 0), (1, 1))]
+    assert cells[0, 4].tolist() == bits[0, :, 0, 2].tolist()  # block (0, 1) starts at column 2
+    assert cells[0, 12].tolist() == bits[0, :, 2, 0].tolist()  # block (1, 0) starts at row 2
+    assert torch.equal(grid_of(cells, 4, 6, patch=2), bits)
+    np.testing.assert_array_equal(generation.cells_in_prior_order(bits.numpy(), 2), cells.numpy())
+    np.testing.assert_array_equal(generation.grid_from_prior_order(cells.numpy(), 4, 6, 2), bits.numpy())
+    with pytest.raises(ValueError, match="patch 2 must divide"):
+        CellPriorConfig(**{**TINY, "patch": 2})  # 3 rows
+
+
+def test_a_block_of_cells_sees_only_the_blocks_before_it():
+    model = tiny(latent_h=4, latent_w=4, patch=2)
+    assert model.config.num_steps == 4 and model.config.cells_per_step == 4
+    states, mask = torch.randn(1, 5, 384), torch.ones(1, 5, dtype=torch.bool)
+    bits = torch.randint(0, 2, (1, 2, 4, 4), dtype=torch.uint8)
+    flipped = bits.clone()
+    flipped[0, :, 0, 3] ^= 1  # block 1's second cell: prior-order cell 5
+    with torch.no_grad():
+        a, b = model(states, mask, bits), model(states, mask, flipped)  # (1, 16, 2^C)
+    torch.testing.assert_close(a[:, :8], b[:, :8])  # blocks 0 and 1, the flipped cell's own block included
+    assert not torch.allclose(a[:, 8:], b[:, 8:])  # later blocks see it
+
+
+def test_cached_steps_of_blocks_give_the_teacher_forced_logits():
+    model = tiny(latent_h=4, latent_w=4, patch=2)
+    states, mask = torch.randn(2, 5, 384), torch.ones(2, 5, dtype=torch.bool)
+    bits = torch.randint(0, 2, (2, 2, 4, 4), dtype=torch.uint8)
+    with torch.no_grad():
+        tokens = model.encode_text(states)
+        cells = model.cells_of(bits)  # (2, 16, 2)
+        whole = model.cell_logits(tokens, mask, cells)  # (2, 16, 4)
+        keys, values = model.empty_cache(2)
+        context = model.context(tokens, mask)
+        blocks = cells.reshape(2, 4, 8)  # 4 cells x 2 bits per step
+        for t in range(4):
+            logits, key, value = model.step(blocks[:, t - 1], torch.tensor([t]), keys, values, context)
+            model.store_step(keys, values, t, key, value)
+            torch.testing.assert_close(logits.reshape(2, 4, 4), whole[:, 4 * t : 4 * t + 4], atol=1e-5, rtol=1e-5)
+
+
+def test_a_block_prior_draws_refines_and_scores_like_the_cell_prior():
+    model = tiny(latent_h=4, latent_w=4, patch=2, caption_dropout=0.2)
+    states, mask = torch.randn(3, 5, 384), torch.ones(3, 5, dtype=torch.bool)
+    u = cell_uniforms(1, 1, np.arange(3), 16)
+    drawn = model.sample(states, mask, 1.0, u, guidance=2.0)
+    assert drawn.shape == (3, 2, 4, 4)
+    torch.testing.assert_close(drawn, model.sample(states, mask, 1.0, u, guidance=2.0))
+    torch.testing.assert_close(model.refine(states, mask, drawn, 0.0, 1.0, u, 2.0), drawn)  # strength 0 keeps all
+    torch.testing.assert_close(model.refine(states, mask, 1 - drawn, 1.0, 1.0, u, 2.0), drawn)  # 1 draws all again
+    half = model.refine(states, mask, 1 - drawn, 0.5, 1.0, u, 2.0)
+    kept = (model.cells_of(half) == model.cells_of(1 - drawn)).all(-1)  # (3, 16)
+    assert kept.sum(1).ge(8).all()  # at least the half not redrawn
+    scores = model.cell_log_likelihoods(states, mask, drawn, guidance=2.0)
+    assert scores.shape == (3, 16) and (scores <= 0).all()
+
+
 def test_torch_cell_values_are_the_numpy_ones():
     cells = np.random.default_rng(0).integers(0, 2, (5, 7, 6), dtype=np.uint8)
     np.testing.assert_array_equal(cell_values(torch.from_numpy(cells)).numpy(), generation.cell_values(cells))

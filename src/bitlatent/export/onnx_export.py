@@ -12,10 +12,11 @@
                          attention_mask [, uncaptioned bool (batch,)] -> context_keys_<i>,
                          context_values_<i> float32 (batch, H, sequence, d/H) for each block i,
                          context_bias float32 (batch, 1, 1, sequence)
-    prior.onnx           one step of the cell prior: previous_cell uint8 (batch, C), step int64
-                         (1,), keys_<i>, values_<i> float32 (batch, H, h*w, d/H), and
-                         prior_context.onnx's outputs -> cell_logits (batch, 2^C), cell_keys_<i>,
-                         cell_values_<i> (batch, H, 1, d/H): the caller stores them in slot `step`
+    prior.onnx           one step of the cell prior, a block of k = patch^2 cells: previous_cell
+                         uint8 (batch, k*C), step int64 (1,), keys_<i>, values_<i> float32
+                         (batch, H, h*w/k, d/H), and prior_context.onnx's outputs -> cell_logits
+                         (batch, k * 2^C), cell_keys_<i>, cell_values_<i> (batch, H, 1, d/H): the
+                         caller stores them in slot `step`
 
 The decoder reads bits, not signs, so the text model's ``bits`` feed it directly (Triton's
 ensemble does exactly that). Both graphs are one file each (weights inside; external data
@@ -91,13 +92,13 @@ DOCS = {
     "context_keys": "block <i>'s cross-attention keys of the caption's tokens (prior_context.onnx -> prior.onnx)",
     "context_values": "block <i>'s cross-attention values of the caption's tokens, as context_keys",
     "context_bias": "0 on the caption's tokens, -1e9 on padding: added to the cross-attention scores",
-    "previous_cell": "the bits of cell step - 1 in raster order, in {0, 1} (ignored at step 0)",
-    "step": "index of the cell to predict, 0 .. h*w - 1",
-    "keys": "block <i>'s self-attention keys of cells 0 .. step - 1 in slots 0 .. step - 1 (later slots unread)",
+    "previous_cell": "the bits of the k = patch^2 cells of step - 1 (prior order), in {0, 1} (ignored at step 0)",
+    "step": "index of the block of cells to predict, 0 .. h*w/k - 1 (raster order of patch x patch blocks)",
+    "keys": "block <i>'s self-attention keys of steps 0 .. step - 1 in slots 0 .. step - 1 (later slots unread)",
     "values": "block <i>'s self-attention values, as keys",
-    "cell_logits": "logits of cell `step`'s 2^C values (bit 0 most significant) given the cells before it",
-    "cell_keys": "cell `step`'s keys in block <i> (batch, H, 1, d/H): store them in slot `step` of keys_<i> for the next call",
-    "cell_values": "cell `step`'s values in block <i>, as cell_keys",
+    "cell_logits": "logits of the 2^C values (bit 0 most significant) of each of step's k cells, cell after cell, given the steps before",
+    "cell_keys": "step's keys in block <i> (batch, H, 1, d/H): store them in slot `step` of keys_<i> for the next call",
+    "cell_values": "step's values in block <i>, as cell_keys",
     "uncaptioned": "rows that read the 'no caption' token instead of their caption (classifier-free guidance)",
 }
 
@@ -223,10 +224,11 @@ class PriorContextForExport(nn.Module):
 
 
 class PriorForExport(nn.Module):
-    """One step of the cell prior (``CellPrior.step``): previous_cell uint8 (B, C), step int64
-    (1,), then ``tensors``, the graph's other inputs in ``prior_io`` order: per block keys, per
-    block values (B, H, T, d/H), then ``PriorContextForExport``'s outputs -> cell_logits float32
-    (B, 2^C), per block cell_keys, per block cell_values float32 (B, H, 1, d/H)."""
+    """One step of the cell prior (``CellPrior.step``): previous_cell uint8 (B, k*C), the k =
+    patch**2 cells of the block before, step int64 (1,), then ``tensors``, the graph's other
+    inputs in ``prior_io`` order: per block keys, per block values (B, H, S, d/H), then
+    ``PriorContextForExport``'s outputs -> cell_logits float32 (B, k * 2^C), per block cell_keys,
+    per block cell_values float32 (B, H, 1, d/H)."""
 
     def __init__(self, prior: nn.Module):
         super().__init__()
@@ -368,7 +370,8 @@ def export_prior(prior: nn.Module, path: str | Path, opset: int = 18) -> Path:
     calls it once per cell and stores each call's cell_keys / cell_values in its caches for the next."""
     path = Path(path)
     tokens, mask, batch, sequence = _prior_example(prior)
-    previous = torch.randint(0, 2, (2, prior.config.bits_per_cell), dtype=torch.uint8)
+    cfg = prior.config
+    previous = torch.randint(0, 2, (2, cfg.cells_per_step * cfg.bits_per_cell), dtype=torch.uint8)
     keys, values = prior.empty_cache(2)
     with torch.no_grad():
         context_keys, context_values, context_bias = prior.context(tokens, mask)

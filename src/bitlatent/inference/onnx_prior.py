@@ -3,17 +3,17 @@
     prior_tokens (N, L, d), attention_mask (N, L)        from text_to_latent.onnx
       -> prior_context.onnx, once:  context_keys_<i>, context_values_<i> (N*S, H, L, d/H) per block i,
                                     context_bias (N*S, 1, 1, L)
-      keys_<i>, values_<i> = zeros (N*S, H, T, d/H)
-      -> for t = 0 .. T-1:  prior.onnx(cells[:, t-1], t, keys, values, context)
-                              -> cell_logits (N*S, 2^C), cell_keys_<i>, cell_values_<i> (N*S, H, 1, d/H)
+      keys_<i>, values_<i> = zeros (N*S, H, T/k, d/H)        k = patch^2 cells per step
+      -> for t = 0 .. T/k - 1:  prior.onnx(block t-1's cells (N*S, k*C), t, keys, values, context)
+                              -> cell_logits (N*S, k * 2^C), cell_keys_<i>, cell_values_<i> (N*S, H, 1, d/H)
                             keys_<i>[:, :, t], values_<i>[:, :, t] = cell_keys_<i>, cell_values_<i>
-                            value_t ~ softmax(logits / temperature)      (argmax at temperature 0)
-                            cells[:, t] = the C bits of value_t          (bit 0 most significant)
-      -> bits uint8 (N * S, C, h, w), prompt-major
+                            each of block t's k cells: value ~ softmax(logits / temperature)  (argmax at 0)
+                            its C bits (bit 0 most significant)
+      -> cells in prior order -> bits uint8 (N * S, C, h, w), prompt-major (``grid_from_prior_order``)
 
 Each call computes one position against the cached keys and values of the cells before it and the
 caption's keys and values, computed once (``CellPrior.step`` and ``CellPrior.context``), so a latent
-costs one context call and T calls of one position each. The step's inputs and outputs stay bound
+costs one context call and T/k calls of one position each. The step's inputs and outputs stay bound
 to the same arrays for all T calls (``PriorSession``): a call reads the caches where they are and
 writes its outputs into place, with no feeds to convert and no outputs to allocate.
 
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bitlatent.generation import cell_values, cells_to_redraw, sample_cells
+from bitlatent.generation import cell_values, cells_in_prior_order, cells_to_redraw, grid_from_prior_order, sample_cells
 
 __all__ = ["PriorSession", "sample_prior_cells"]
 
@@ -78,10 +78,10 @@ class PriorSession:
                        for f in ("keys", "values")}  # (layers, rows, H, T, d/H)  # fmt: skip
         self.new = {f: np.zeros((layers, *_shape(step_outputs[f"cell_{f}_0"], rows)), np.float32)
                     for f in ("keys", "values")}  # (layers, rows, H, 1, d/H)  # fmt: skip
-        self.slots = self.caches["keys"].shape[3]  # T
-        self.previous = np.zeros(_shape(step_inputs["previous_cell"], rows), np.uint8)  # (rows, C)
+        self.slots = self.caches["keys"].shape[3]  # S = T / k steps
+        self.previous = np.zeros(_shape(step_inputs["previous_cell"], rows), np.uint8)  # (rows, k*C)
         self.t = np.zeros(1, np.int64)
-        self.logits = np.zeros(_shape(step_outputs["cell_logits"], rows), np.float32)  # (rows, 2^C)
+        self.logits = np.zeros(_shape(step_outputs["cell_logits"], rows), np.float32)  # (rows, k * 2^C)
         self.inputs = {**context, "previous_cell": self.previous, "step": self.t,
                        **{f"{f}_{i}": cache[i] for f, cache in self.caches.items() for i in range(layers)}}  # fmt: skip
         outputs = {"cell_logits": self.logits, **{f"cell_{f}_{i}": new[i] for f, new in self.new.items() for i in range(layers)}}
@@ -101,9 +101,9 @@ class PriorSession:
             cache.fill(0)
 
     def step(self, t: int, previous: np.ndarray) -> np.ndarray:
-        """Cell t's logits (rows, 2^C), given cell t-1 (rows, C) (or (n, C) with rows a multiple of
-        n: repeated, for the guided rows) and the cells cached before it. The array is this
-        object's output buffer: the next ``step`` overwrites it."""
+        """Block t's cell logits (rows, k * 2^C), given block t-1's cells (rows, k*C) (or (n, k*C)
+        with rows a multiple of n: repeated, for the guided rows) and the steps cached before it.
+        The array is this object's output buffer: the next ``step`` overwrites it."""
         self.previous.reshape(-1, *np.shape(previous))[:] = previous
         self.t[0] = t
         if self.copies_inputs:
@@ -137,7 +137,7 @@ def sample_prior_cells(context_session, step_session, prior_tokens: np.ndarray, 
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     c, h, w = latent_shape
-    n, steps = len(prior_tokens), h * w
+    n, cells = len(prior_tokens), h * w
     length = max(int(np.asarray(attention_mask).sum(1).max(initial=0)), 1)  # the longest prompt's tokens
     tokens = np.repeat(np.asarray(prior_tokens, dtype=np.float32)[:, :length], samples, axis=0)  # (N*S, L, d)
     mask = np.repeat(np.asarray(attention_mask, dtype=np.int64)[:, :length], samples, axis=0)  # (N*S, L)
@@ -146,24 +146,28 @@ def sample_prior_cells(context_session, step_session, prior_tokens: np.ndarray, 
     if guided:  # rows..: the same captions, read as "no caption"
         tokens, mask = np.concatenate([tokens, tokens]), np.concatenate([mask, mask])
     prior = PriorSession(context_session, step_session, tokens, mask, np.arange(len(mask)) >= rows if guided else None)
-    if prior.slots != steps:
-        raise ValueError(f"prior.onnx caches {prior.slots} cells, the latent has {steps}")
+    k = prior.previous.shape[1] // c  # cells per step
+    patch = int(round(k**0.5))
+    if patch * patch != k or prior.slots * k != cells:
+        raise ValueError(f"prior.onnx draws {k} cells in each of {prior.slots} steps, the latent has {cells} cells")
     g = np.float32(guidance)
 
-    def step(t: int, previous: np.ndarray) -> np.ndarray:  # cell t's (guided) logits (N*S, 2^C)
+    def step(t: int, previous: np.ndarray) -> np.ndarray:  # block t's (guided) logits (N*S, k * 2^C)
         logits = prior.step(t, previous)
         return logits[rows:] + g * (logits[:rows] - logits[rows:]) if guided else logits.copy()
 
     keep = None
     if start is not None:  # score the given cells, teacher-forced, and keep all but the least likely
-        given = np.asarray(start, dtype=np.uint8).reshape(rows, c, steps).transpose(0, 2, 1)  # (N*S, T, C)
-        given = np.ascontiguousarray(given)
+        given = cells_in_prior_order(np.asarray(start, dtype=np.uint8), patch)  # (N*S, T, C)
         given_values = cell_values(given)  # (N*S, T)
-        scores = np.empty(given_values.shape, np.float32)  # log p(given cell t | given cells < t, caption)
-        for t in range(steps):
-            log_p = _log_softmax(step(t, given[:, t - 1]))  # (N*S, 2^C)
-            scores[:, t] = np.take_along_axis(log_p, given_values[:, t, None], 1)[:, 0]
+        scores = np.empty(given_values.shape, np.float32)  # log p(given cell | given blocks before, caption)
+        previous = np.zeros((rows, k * c), np.uint8)
+        for t in range(prior.slots):
+            block = slice(t * k, (t + 1) * k)
+            log_p = _log_softmax(step(t, previous).reshape(rows * k, -1)).reshape(rows, k, -1)  # (N*S, k, 2^C)
+            scores[:, block] = np.take_along_axis(log_p, given_values[:, block, None], 2)[..., 0]
+            previous = np.ascontiguousarray(given[:, block].reshape(rows, -1))
         keep = (given_values, ~cells_to_redraw(scores, strength))
         prior.reset()
-    cells = sample_cells(step, rows, c, steps, temperature, uniforms, keep)  # (N*S, T, C)
-    return np.ascontiguousarray(cells.transpose(0, 2, 1).reshape(rows, c, h, w))
+    drawn = sample_cells(step, rows, c, cells, temperature, uniforms, keep, k)  # (N*S, T, C), prior order
+    return grid_from_prior_order(drawn, h, w, patch)

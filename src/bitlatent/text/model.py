@@ -117,6 +117,9 @@ class TextToLatentConfig(ConfigGroup):
     prior_layers: int = 0
     """Blocks of the autoregressive cell prior trained beside the per-bit head (``prior.py``; needs
     ``bits_per_cell`` <= 10); ``generate`` then draws latents from it. 0: no prior."""
+    prior_patch: int = 1
+    """Each step of the cell prior draws a ``prior_patch x prior_patch`` block of cells
+    (``CellPriorConfig.patch``): 2 keeps a 16 x 16 grid at the 64 steps of an 8 x 8 one."""
     prior_mlp_ratio: int = 0
     """Hidden width of the cell prior's MLPs, as a multiple of ``width``; 0: ``mlp_ratio``."""
     prior_dropout: float = 0.1
@@ -188,7 +191,8 @@ class TextToLatentConfig(ConfigGroup):
         return CellPriorConfig(latent_h=self.latent_h, latent_w=self.latent_w, bits_per_cell=self.bits_per_cell,
                                text_dim=self.text_dim, width=self.width, heads=self.heads,
                                layers=max(self.prior_layers, 1), mlp_ratio=self.prior_mlp_ratio or self.mlp_ratio,
-                               dropout=self.prior_dropout, caption_dropout=self.prior_caption_dropout)  # fmt: skip
+                               dropout=self.prior_dropout, caption_dropout=self.prior_caption_dropout,
+                               patch=self.prior_patch)  # fmt: skip
 
     @classmethod
     def for_spec(cls, spec: LatentSpec, **kwargs: Any) -> "TextToLatentConfig":

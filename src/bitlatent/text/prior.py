@@ -2,13 +2,19 @@
 
     token states (B, L, 384) from MiniLM, mask (B, L)
       -> LayerNorm + Linear                                   tokens  (B, L, d)
-    latent bits (B, C, h, w) -> cells in raster order          (B, T = h*w, C) as ±1
-      -> shifted right by one (a learned start vector first), Linear(C, d) + position   (B, T, d)
-      -> N blocks:  x += causal SelfAttention(x)      cell t sees cells < t only
+    latent bits (B, C, h, w) -> cells in prior order           (B, T = h*w, C) as ±1: raster order
+                                                               of p x p blocks, raster order inside
+      -> a block's k = p^2 cells per position                  (B, S = T/k, k*C)
+      -> shifted right by one (a learned start vector first), Linear(k*C, d) + position   (B, S, d)
+      -> N blocks:  x += causal SelfAttention(x)      block s sees blocks < s only
                     x += CrossAttention(x -> tokens)
                     x += MLP(x)
-      -> LayerNorm + Linear(d, 2^C)                            cell logits (B, T, 2^C): one class per
-                                                               value of the cell's C bits (bit 0 = MSB)
+      -> LayerNorm + Linear(d, k * 2^C)                        cell logits (B, T, 2^C): one class per
+                                                               value of a cell's C bits (bit 0 = MSB)
+
+With ``patch`` p = 1 a position is one cell. With p = 2 the prior takes a quarter of the steps (its
+cost does not grow when the grid's side doubles), and a block's four cells are drawn side by side,
+each from its own categorical given the blocks before; later blocks follow what was drawn.
 
 A cell's C bits are one categorical variable (2^C values, C <= 10), so they are drawn jointly:
 bits drawn one by one could mix two pictures inside a cell. Training is teacher-forced (one pass:
@@ -71,6 +77,9 @@ class CellPriorConfig:
     """Hidden width of each block's MLP, as a multiple of ``width``."""
     dropout: float = 0.1
     """Dropout on the MLP outputs while training."""
+    patch: int = 1
+    """Each position of the prior draws a ``patch x patch`` block of cells (``h * w / patch**2``
+    steps): finer cells at the cost of coarser ones. Must divide the grid."""
     caption_dropout: float = 0.0
     """Fraction of training captions replaced by a learned "no caption" token, so the prior also
     learns p(cells) without text: what classifier-free guidance (``guidance`` > 1 when sampling)
@@ -86,6 +95,9 @@ class CellPriorConfig:
                              f"{MAX_BITS_PER_CELL}, got {self.bits_per_cell}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if not isinstance(self.patch, int) or self.patch < 1 or self.latent_h % self.patch or self.latent_w % self.patch:
+            raise ValueError(f"CellPriorConfig.patch {self.patch!r} must divide the latent grid "
+                             f"{self.latent_h} x {self.latent_w}")
         if not all(0.0 <= p < 1.0 for p in (self.dropout, self.caption_dropout)):
             raise ValueError("dropout and caption_dropout must be in [0, 1)")
 
@@ -93,15 +105,32 @@ class CellPriorConfig:
     def num_cells(self) -> int:
         return self.latent_h * self.latent_w
 
+    @property
+    def cells_per_step(self) -> int:
+        """``k = patch**2``: the cells one position draws."""
+        return self.patch**2
 
-def cells_of(bits: torch.Tensor) -> torch.Tensor:
-    """Latent bits (B, C, h, w) -> cells in raster order (B, h*w, C)."""
-    return bits.flatten(2).transpose(1, 2)
+    @property
+    def num_steps(self) -> int:
+        """Positions of the prior: ``h * w / patch**2``."""
+        return self.num_cells // self.cells_per_step
 
 
-def grid_of(cells: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Cells in raster order (B, h*w, C) -> the grid (B, C, h, w)."""
-    return cells.transpose(1, 2).unflatten(2, (h, w))
+def cells_of(bits: torch.Tensor, patch: int = 1) -> torch.Tensor:
+    """Latent bits (B, C, h, w) -> cells in prior order (B, h*w, C): the raster order of the
+    ``patch x patch`` blocks, raster order inside each (``generation.cells_in_prior_order``)."""
+    b, c, h, w = bits.shape
+    p = patch
+    blocks = bits.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)  # (B, h/p, w/p, p, p, C)
+    return blocks.reshape(b, h * w, c)
+
+
+def grid_of(cells: torch.Tensor, h: int, w: int, patch: int = 1) -> torch.Tensor:
+    """Cells in prior order (B, h*w, C) -> the grid (B, C, h, w) (``cells_of``'s inverse)."""
+    b, _, c = cells.shape
+    p = patch
+    blocks = cells.reshape(b, h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4)  # (B, C, h/p, p, w/p, p)
+    return blocks.reshape(b, c, h, w)
 
 
 def cell_values(cells: torch.Tensor) -> torch.Tensor:
@@ -186,7 +215,8 @@ class PriorBlock(nn.Module):
 
 class CellPrior(nn.Module):
     """Token states (B, L, text_dim) + mask (B, L) + latent bits (B, C, h, w) -> teacher-forced cell
-    logits (B, h*w, 2^C): the distribution of cell t depends on the caption and on cells < t only."""
+    logits (B, h*w, 2^C) in prior order: a cell's distribution depends on the caption and on the
+    blocks of cells before its own only."""
 
     def __init__(self, config: CellPriorConfig):
         super().__init__()
@@ -195,11 +225,11 @@ class CellPrior(nn.Module):
         self.token_norm = nn.LayerNorm(cfg.text_dim)
         self.token_proj = nn.Linear(cfg.text_dim, d)
         self.start = nn.Parameter(torch.randn(d) * 0.02)  # stands in for "the cell before the first"
-        self.cell_in = nn.Linear(cfg.bits_per_cell, d)
-        self.position = nn.Parameter(torch.randn(cfg.num_cells, d) * 0.02)  # (T, d)
+        self.cell_in = nn.Linear(cfg.cells_per_step * cfg.bits_per_cell, d)  # a block's k cells
+        self.position = nn.Parameter(torch.randn(cfg.num_steps, d) * 0.02)  # (S, d)
         self.blocks = nn.ModuleList(PriorBlock(cfg) for _ in range(cfg.layers))
         self.out_norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, 2**cfg.bits_per_cell)
+        self.head = nn.Linear(d, cfg.cells_per_step * 2**cfg.bits_per_cell)  # k cells' logits
         # the "no caption" token (caption dropout, classifier-free guidance), in projected token space
         self.null = nn.Parameter(torch.randn(d) * 0.02) if cfg.caption_dropout > 0 else None
 
@@ -219,19 +249,32 @@ class CellPrior(nn.Module):
         return tokens, (rows & first) | (~rows & mask.bool())  # not torch.where: ONNX Runtime has no bool Where
 
     def cell_logits(self, tokens: torch.Tensor, mask: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        """Projected tokens (B, L, d), mask (B, L), the first n cells (B, n, C) in {0, 1}, 1 <= n <= T
-        -> logits (B, n, 2^C) of the values of cells 0..n-1, where row t sees cells < t only (the
-        last cell's own value is never read: to get cell t's distribution, pass the t cells drawn so
-        far and any placeholder after them). The ONNX export (``prior.onnx``) is this method."""
-        b, n = cells.shape[:2]
+        """Projected tokens (B, L, d), mask (B, L), the first n cells (B, n, C) in {0, 1} in prior
+        order, n a multiple of k = patch**2, k <= n <= T -> logits (B, n, 2^C) of the values of cells
+        0..n-1, where a cell sees the blocks before its own only (the last block's own values are
+        never read: to get block s's distribution, pass the s blocks drawn so far and any
+        placeholder after them)."""
+        b, n, c = cells.shape
+        k = self.config.cells_per_step
+        s = n // k
         start = self.start.expand(b, 1, -1)  # (B, 1, d)
-        x = torch.cat([start, self.cell_in(cells.float() * 2 - 1)], 1)[:, :n] + self.position[:n]  # (B, n, d): shifted
+        blocks = cells.reshape(b, s, k * c).float() * 2 - 1  # (B, s, k*C) as ±1
+        x = torch.cat([start, self.cell_in(blocks)], 1)[:, :s] + self.position[:s]  # (B, s, d): shifted
         for block in self.blocks:
             x = block(x, tokens, mask.bool())
-        return self.head(self.out_norm(x))  # (B, n, 2^C)
+        return self.head(self.out_norm(x)).reshape(b, n, -1)  # (B, s, k * 2^C) -> (B, n, 2^C)
+
+    def cells_of(self, bits: torch.Tensor) -> torch.Tensor:
+        """Latent bits (B, C, h, w) -> cells in this prior's order (B, T, C) (``cells_of``)."""
+        return cells_of(bits, self.config.patch)
+
+    def grid_of(self, cells: torch.Tensor) -> torch.Tensor:
+        """Cells in this prior's order (B, T, C) -> latent bits (B, C, h, w) (``grid_of``)."""
+        cfg = self.config
+        return grid_of(cells, cfg.latent_h, cfg.latent_w, cfg.patch)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-        return self.cell_logits(self.encode_text(states), mask, cells_of(bits))  # (B, T, 2^C)
+        return self.cell_logits(self.encode_text(states), mask, self.cells_of(bits))  # (B, T, 2^C)
 
     def context(self, tokens: torch.Tensor, mask: torch.Tensor):
         """What ``step`` reads of the caption, computed once per caption rather than at every cell:
@@ -245,30 +288,31 @@ class CellPrior(nn.Module):
         """Zero key and value caches for ``step``: lists of ``layers`` (B, H, T, d/H), one per block
         (one tensor per block: the exported step reads each block's without copying it out of a stack)."""
         cfg = self.config
-        shape = (batch, cfg.heads, cfg.num_cells, cfg.width // cfg.heads)
+        shape = (batch, cfg.heads, cfg.num_steps, cfg.width // cfg.heads)
         return ([torch.zeros(shape, device=device) for _ in range(cfg.layers)],
                 [torch.zeros(shape, device=device) for _ in range(cfg.layers)])  # fmt: skip
 
     def step(self, previous: torch.Tensor, t: torch.Tensor, keys: list[torch.Tensor], values: list[torch.Tensor],
              context: tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]):  # fmt: skip
-        """Cell t's logits from the cell before it, with cached keys and values: cell t-1 (B, C) in
-        {0, 1} (ignored at t = 0, where the start vector stands in), t a (1,) int64 tensor, caches
-        (``empty_cache``: per block (B, H, T, d/H)) holding cells 0..t-1 in slots 0..t-1, the
-        caption's ``context`` -> logits (B, 2^C) (row t of ``cell_logits``) and cell t's keys and
-        values (lists of ``layers`` (B, H, 1, d/H)): store them in slot t before the next step
-        (``store_step``). The ONNX export (``prior.onnx``) is this method: one call per cell, each
-        the cost of one position rather than of the whole prefix."""
+        """Block t's cell logits from the block before it, with cached keys and values: block t-1's
+        k = patch**2 cells (B, k*C) in {0, 1} (ignored at t = 0, where the start vector stands in),
+        t a (1,) int64 tensor, caches (``empty_cache``: per block (B, H, S, d/H)) holding positions
+        0..t-1 in slots 0..t-1, the caption's ``context`` -> logits (B, k * 2^C) (block t's rows of
+        ``cell_logits``, cell after cell) and position t's keys and values (lists of ``layers``
+        (B, H, 1, d/H)): store them in slot t before the next step (``store_step``). The ONNX
+        export (``prior.onnx``) is this method: one call per block, each the cost of one position
+        rather than of the whole prefix."""
         context_keys, context_values, context_bias = context
         embedded = torch.where(t == 0, self.start, self.cell_in(previous.float() * 2 - 1))  # (B, d)
         x = embedded + self.position.index_select(0, t)  # (B, d): one position
-        slots = torch.arange(self.config.num_cells, device=x.device).reshape(1, 1, 1, -1)  # (1, 1, 1, T)
-        cell_bias = additive_mask(slots < t)  # (1, 1, 1, T): the cells before t
+        slots = torch.arange(self.config.num_steps, device=x.device).reshape(1, 1, 1, -1)  # (1, 1, 1, S)
+        cell_bias = additive_mask(slots < t)  # (1, 1, 1, S): the positions before t
         new_keys, new_values = [], []
         for block, k, v, ck, cv in zip(self.blocks, keys, values, context_keys, context_values):
             x, k, v = block.step(x, cell_bias, k, v, ck, cv, context_bias)
             new_keys.append(k)
             new_values.append(v)
-        return self.head(self.out_norm(x)), new_keys, new_values  # (B, 2^C), 2 x layers (B, H, 1, d/H)
+        return self.head(self.out_norm(x)), new_keys, new_values  # (B, k * 2^C), 2 x layers (B, H, 1, d/H)
 
     @staticmethod
     def store_step(keys: list[torch.Tensor], values: list[torch.Tensor], t: int, key: list[torch.Tensor],
@@ -284,8 +328,9 @@ class CellPrior(nn.Module):
         if self.training and self.null is not None:
             dropped = torch.rand(mask.shape[0], device=mask.device) < self.config.caption_dropout
             tokens, mask = self.without_caption(tokens, mask, dropped)
-        logits = self.cell_logits(tokens, mask, cells_of(bits))  # (B, T, 2^C)
-        return F.cross_entropy(logits.flatten(0, 1), cell_values(cells_of(bits)).flatten())
+        cells = self.cells_of(bits)  # (B, T, C)
+        logits = self.cell_logits(tokens, mask, cells)  # (B, T, 2^C)
+        return F.cross_entropy(logits.flatten(0, 1), cell_values(cells).flatten())
 
     def _guided(self, states: torch.Tensor, mask: torch.Tensor, guidance: float):
         """Projected tokens and mask for ``b`` captions; with guidance != 1, doubled: rows b.. are the
@@ -306,11 +351,11 @@ class CellPrior(nn.Module):
     @torch.no_grad()
     def cell_log_likelihoods(self, states: torch.Tensor, mask: torch.Tensor, bits: torch.Tensor,
                              guidance: float = 1.0) -> torch.Tensor:  # fmt: skip
-        """Latents (B, C, h, w) in {0, 1} -> (B, h*w) log p(cell_t | cells < t, caption), teacher-forced
-        in one pass, with the (guided) distribution that ``sample`` draws from."""
+        """Latents (B, C, h, w) in {0, 1} -> (B, h*w) log p(cell | the blocks before its own, caption)
+        in prior order, teacher-forced in one pass, with the (guided) distribution that ``sample`` draws from."""
         b = states.shape[0]
         tokens, mask = self._guided(states, mask, guidance)
-        cells = cells_of(bits)  # (B, T, C)
+        cells = self.cells_of(bits)  # (B, T, C)
         logits = self.cell_logits(tokens, mask, cells.repeat(2, 1, 1) if guidance != 1.0 else cells)  # (B or 2B, T, 2^C)
         log_p = torch.log_softmax(self._combine(logits, b, guidance), -1)  # (B, T, 2^C)
         return log_p.gather(2, cell_values(cells)[..., None])[..., 0]
@@ -319,28 +364,29 @@ class CellPrior(nn.Module):
     def sample(self, states: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
                uniforms: np.ndarray | None = None, guidance: float = 1.0,
                keep: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:  # fmt: skip
-        """Draw latents cell by cell -> bits uint8 (B, C, h, w). ``temperature`` 0: each cell's most
-        likely value given the cells drawn before it (greedy); > 0: softmax(logits / T) at
-        ``uniforms`` (B, h*w) (``generation.cell_uniforms``; on the CPU, so the same latents on any
-        device). ``guidance`` g != 1 (classifier-free guidance; needs the "no caption" token): each
+        """Draw latents block by block -> bits uint8 (B, C, h, w). ``temperature`` 0: each cell's most
+        likely value given the blocks drawn before it (greedy); > 0: softmax(logits / T) at
+        ``uniforms`` (B, h*w) in prior order (``generation.cell_uniforms``; on the CPU, so the same
+        latents on any device). ``guidance`` g != 1 (classifier-free guidance; needs the "no caption" token): each
         step's logits are ``u + g * (c - u)``, c given the caption, u given no caption. ``keep``:
-        (values int64 (B, h*w), bool (B, h*w)), cells that keep those values where True instead of
-        being drawn (``refine``)."""
+        (values int64 (B, h*w), bool (B, h*w)) in prior order, cells that keep those values where
+        True instead of being drawn (``refine``)."""
         cfg = self.config
         b, device = states.shape[0], states.device
         tokens, mask = self._guided(states, mask, guidance)
         context = self.context(tokens, mask)
         keys, values = self.empty_cache(len(mask), device)
 
-        def step(t: int, previous: np.ndarray) -> np.ndarray:  # cell t's logits (B, 2^C) given cell t-1 (B, C)
+        def step(t: int, previous: np.ndarray) -> np.ndarray:  # block t's logits (B, k * 2^C) given block t-1 (B, k*C)
             cell = torch.from_numpy(previous).to(device)
             logits, key, value = self.step(cell.repeat(2, 1) if guidance != 1.0 else cell,
                                            torch.tensor([t], device=device), keys, values, context)  # fmt: skip
             self.store_step(keys, values, t, key, value)
             return self._combine(logits, b, guidance).cpu().numpy()
 
-        cells = sample_cells(step, b, cfg.bits_per_cell, cfg.num_cells, temperature, uniforms, keep)  # (B, T, C)
-        return grid_of(torch.from_numpy(cells).to(device), cfg.latent_h, cfg.latent_w)
+        cells = sample_cells(step, b, cfg.bits_per_cell, cfg.num_cells, temperature, uniforms, keep,
+                             cfg.cells_per_step)  # (B, T, C)  # fmt: skip
+        return self.grid_of(torch.from_numpy(cells).to(device))
 
     @torch.no_grad()
     def refine(self, states: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, strength: float = 0.5,
@@ -350,7 +396,7 @@ class CellPrior(nn.Module):
         fraction of the cells least likely given the caption drawn again (``sample``'s temperature,
         uniforms and guidance), the others kept. Strength 0: ``start``; 1: ``sample``."""
         scores = self.cell_log_likelihoods(states, mask, start, guidance).cpu().numpy()  # (B, T)
-        given = cell_values(cells_of(start)).cpu().numpy()  # (B, T)
+        given = cell_values(self.cells_of(start)).cpu().numpy()  # (B, T), prior order
         keep = (given, ~cells_to_redraw(scores, strength))  # the cells kept as given
         return self.sample(states, mask, temperature, uniforms, guidance, keep)
 
