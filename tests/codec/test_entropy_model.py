@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -38,10 +39,11 @@ def inputs(seed: int = 0, length: int = 5):
     return bits, known, states, mask, torch.tensor([False, False, True])
 
 
-@pytest.fixture(scope="module")
-def fresh() -> EntropyModel:
+@pytest.fixture(scope="module", params=[1, 2], ids=lambda p: f"patch{p}")
+def fresh(request) -> EntropyModel:
+    """An untrained model whose tokens are single cells (patch 1) or 2x2 blocks of cells (patch 2)."""
     torch.manual_seed(0)
-    return EntropyModel(tiny_model_config()).eval()
+    return EntropyModel(replace(tiny_model_config(), patch=request.param)).eval()
 
 
 def test_logits_have_the_latents_shape_and_the_loss_is_nats_per_hidden_bit(fresh):
@@ -71,6 +73,30 @@ def test_unknown_bits_and_an_uncaptioned_rows_caption_are_not_read(fresh):
     assert not torch.equal(logits, other_known), "the known bits must matter"
 
 
+@pytest.mark.parametrize("patch", [1, 2])
+def test_a_token_holds_the_patch_x_patch_block_of_cells_in_the_cell_priors_order(patch):
+    """Without the blocks (no attention between tokens) a known bit moves the logits of its own
+    token's cells only: exactly the patch x patch block around it, every bit of those cells."""
+    torch.manual_seed(0)
+    model = EntropyModel(replace(tiny_model_config(), patch=patch)).eval()
+    model.blocks = torch.nn.ModuleList()
+    bits, _, states, mask, uncaptioned = inputs()
+    known = torch.ones_like(bits, dtype=torch.bool)
+    _, h, w = SHAPE
+    with torch.no_grad():
+        logits = model(bits, known, states, mask, uncaptioned)
+        for y in range(h):
+            for x in range(w):
+                changed = bits.clone()
+                changed[:, 1, y, x] ^= 1  # bit 1 of cell (y, x)
+                moved = logits != model(changed, known, states, mask, uncaptioned)  # (B, C, h, w)
+                block = torch.zeros(SHAPE, dtype=torch.bool)
+                top, left = y // patch * patch, x // patch * patch
+                block[:, top: top + patch, left: left + patch] = True
+                assert torch.equal(moved, block.expand_as(moved)), (y, x)
+    assert model.cell_in.in_features == patch**2 * 2 * SHAPE[0] and model.position.shape[0] == 16 // patch**2
+
+
 def test_saved_files_load_back_and_the_model_id_is_the_weights_sha256(fresh, tmp_path):
     identity = save_entropy_model(fresh, tmp_path / "m")
     weights = (tmp_path / "m" / WEIGHTS_FILE).read_bytes()
@@ -80,6 +106,19 @@ def test_saved_files_load_back_and_the_model_id_is_the_weights_sha256(fresh, tmp
     with torch.no_grad():
         assert torch.equal(loaded(*inputs()), fresh(*inputs()))
     assert save_entropy_model(loaded, tmp_path / "again") == identity  # the same weights, the same file
+
+
+def test_a_model_saved_before_patch_existed_loads_as_patch_1_with_its_id(tmp_path):
+    torch.manual_seed(0)
+    model = EntropyModel(tiny_model_config()).eval()
+    identity = save_entropy_model(model, tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    del saved["config"]["patch"]
+    (tmp_path / "m" / CONFIG_FILE).write_text(json.dumps(saved))
+    loaded, loaded_id = load_entropy_model(tmp_path / "m")
+    assert loaded.config.patch == 1 and loaded_id == identity
+    with torch.no_grad():
+        assert torch.equal(loaded(*inputs()), model(*inputs()))
 
 
 def test_a_missing_newer_or_foreign_model_is_refused_by_name(fresh, tmp_path):
@@ -105,6 +144,12 @@ def test_config_refuses_impossible_architectures():
         EntropyModelConfig(caption_dropout=1.0)
     with pytest.raises(ValueError, match="unknown compression.model parameter"):
         EntropyModelConfig.from_dict({"widht": 3})
+    for patch in (0, 3, 2.0, True):
+        with pytest.raises(ValueError, match=r"compression.model.patch .* must be a positive int dividing .* 8 x 8"):
+            EntropyModelConfig(patch=patch)
+    with pytest.raises(ValueError, match="dividing the latent grid 8 x 6"):
+        EntropyModelConfig(latent_w=6, patch=4)
+    assert EntropyModelConfig(latent_h=16, latent_w=16, patch=2).num_tokens == 64
 
 
 def test_a_trained_model_codes_held_out_latents_below_raw_bits_and_better_given_captions(tiny_entropy):

@@ -2,20 +2,28 @@
 exists, a caption. It gives the codec (``coder.BitLogits``) the probability of every unknown bit.
 
     latent bits (B, C, h, w), known (B, C, h, w)
-      -> per cell: [sign * known, known] (B, T = h*w, 2C), Linear(2C, d) + learned position   (B, T, d)
+      -> per cell: [sign * known, known]                                          (B, h*w, 2C)
+      -> a token per patch x patch block of k = patch**2 cells (raster order of the blocks, raster
+         order inside: ``text.prior.cells_of``), its cells side by side           (B, T = h*w/k, k*2C)
+      -> Linear(k*2C, d) + learned position per token                             (B, T, d)
     caption: MiniLM token states (B, L, 384), mask (B, L)
       -> LayerNorm + Linear                                                       tokens  (B, L, d)
          (an "uncaptioned" row reads one learned "no caption" token instead)
-      -> N blocks:  x += SelfAttention(x)                 every cell sees every cell (bidirectional)
+      -> N blocks:  x += SelfAttention(x)                 every token sees every token (bidirectional)
                     x += CrossAttention(x -> tokens)
                     x += MLP(x)
-      -> LayerNorm + Linear(d, C)                                                 logits (B, C, h, w)
+      -> LayerNorm + Linear(d, k*C)                                               (B, T, k*C)
+      -> back to the grid (``text.prior.grid_of``)                                logits (B, C, h, w)
 
 The logit of bit (c, y, x) is log P(bit = 1) - log P(bit = 0) given the known bits; what the input
-holds at unknown bits is ignored (the input is ``sign * known``, 0 there). Trained (``masked_bce``)
-as MaskGIT trains: per row a fraction ``cos(pi/2 * u)``, u ~ U(0, 1), of the bits is hidden, and the
-loss is the cross-entropy of the hidden bits. The codec's stages (``schedule``) reveal a random set
-of bits in the same way, so each stage's coding context is one the model was trained on.
+holds at unknown bits is ignored (the input is ``sign * known``, 0 there). With ``patch`` 1 a token
+is one cell; with ``patch`` 2 a 16x16 grid has the 64 tokens of an 8x8 one, so the transformer's
+work (training, every coding stage) does not grow with the grid's side: attention among cells
+becomes attention among blocks, and a block's cells read each other's known bits through their
+shared token. Trained (``masked_bce``) as MaskGIT trains: per row a fraction ``cos(pi/2 * u)``,
+u ~ U(0, 1), of the bits is hidden, and the loss is the cross-entropy of the hidden bits. The
+codec's stages (``schedule``) reveal a random set of bits in the same way, so each stage's coding
+context is one the model was trained on.
 
 One model codes with and without a caption: a fraction ``caption_dropout`` of the training rows
 reads the "no caption" token. ``bitlatent encode --compress`` codes without; the pipeline reports
@@ -42,6 +50,7 @@ import torch.nn.functional as F
 from bitlatent.config import ConfigGroup
 from bitlatent.core.io import atomic_write_bytes, atomic_write_json, read_json
 from bitlatent.text.layers import Attention, mlp
+from bitlatent.text.prior import cells_of, grid_of
 
 from .coder import BitLogits
 from .header import MODEL_ID_DIGITS
@@ -81,11 +90,11 @@ class EntropyModelConfig(ConfigGroup):
     text_dim: int = 384
     """Width of the text encoder's token states (MiniLM: 384)."""
     width: int = 128
-    """``d``: width of the cell tokens and every block."""
+    """``d``: width of the tokens and every block."""
     heads: int = 4
     """Attention heads; ``width`` must be divisible by it."""
     layers: int = 3
-    """Blocks of (self-attention among cells, cross-attention to the caption, MLP)."""
+    """Blocks of (self-attention among the tokens, cross-attention to the caption, MLP)."""
     mlp_ratio: int = 2
     """Hidden width of each block's MLP, as a multiple of ``width``."""
     dropout: float = 0.1
@@ -93,6 +102,10 @@ class EntropyModelConfig(ConfigGroup):
     caption_dropout: float = 0.2
     """Fraction of training rows that read the "no caption" token instead of their caption, so one
     model also codes without a caption."""
+    patch: int = 1
+    """Each token holds a ``patch x patch`` block of cells (their bits in, their logits out), so the
+    transformer runs over ``h * w / patch**2`` tokens: its blocks' work does not grow when the grid's
+    side grows by ``patch``. Must divide the grid. Saved models without the field are patch 1."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -104,15 +117,30 @@ class EntropyModelConfig(ConfigGroup):
             raise ValueError(f"{self.GROUP}.width {self.width} is not divisible by heads {self.heads}")
         if not all(0.0 <= p < 1.0 for p in (self.dropout, self.caption_dropout)):
             raise ValueError(f"{self.GROUP}.dropout and caption_dropout must be in [0, 1)")
+        patch = self.patch
+        if not isinstance(patch, int) or isinstance(patch, bool) or patch < 1 or self.latent_h % patch \
+                or self.latent_w % patch:
+            raise ValueError(f"{self.GROUP}.patch {patch!r} must be a positive int dividing the latent grid "
+                             f"{self.latent_h} x {self.latent_w}")
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         """``(C, h, w)`` of the latents it models."""
         return (self.bits_per_cell, self.latent_h, self.latent_w)
 
+    @property
+    def cells_per_token(self) -> int:
+        """``k = patch**2``: the cells one token holds."""
+        return self.patch**2
+
+    @property
+    def num_tokens(self) -> int:
+        """``T = h * w / patch**2``: the tokens the transformer runs over."""
+        return self.latent_h * self.latent_w // self.cells_per_token
+
 
 class EntropyBlock(nn.Module):
-    """Pre-norm residual block: self-attention among the cells, cross-attention to the caption, MLP."""
+    """Pre-norm residual block: self-attention among the tokens, cross-attention to the caption, MLP."""
 
     def __init__(self, cfg: EntropyModelConfig):
         super().__init__()
@@ -138,15 +166,15 @@ class EntropyModel(nn.Module):
     def __init__(self, config: EntropyModelConfig):
         super().__init__()
         self.config = config
-        d, C = config.width, config.bits_per_cell
+        d, C, k = config.width, config.bits_per_cell, config.cells_per_token
         self.token_norm = nn.LayerNorm(config.text_dim)
         self.token_proj = nn.Linear(config.text_dim, d)
         self.null = nn.Parameter(torch.randn(d) * 0.02)  # the "no caption" token
-        self.cell_in = nn.Linear(2 * C, d)
-        self.position = nn.Parameter(torch.randn(config.latent_h * config.latent_w, d) * 0.02)  # (T, d)
+        self.cell_in = nn.Linear(k * 2 * C, d)  # a token's k cells
+        self.position = nn.Parameter(torch.randn(config.num_tokens, d) * 0.02)  # (T, d)
         self.blocks = nn.ModuleList(EntropyBlock(config) for _ in range(config.layers))
         self.out_norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, C)
+        self.head = nn.Linear(d, k * C)
 
     def caption_tokens(self, states: torch.Tensor, mask: torch.Tensor, uncaptioned: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
@@ -164,15 +192,17 @@ class EntropyModel(nn.Module):
         """bits (B, C, h, w) in {0, 1} (any dtype), known bool (B, C, h, w), states float (B, L, text_dim),
         mask (B, L), uncaptioned bool (B,) -> logits float32 (B, C, h, w)."""
         cfg = self.config
+        C, p, T = cfg.bits_per_cell, cfg.patch, cfg.num_tokens
         k = known.float()
         signs = (bits.float() * 2 - 1) * k  # (B, C, h, w): +-1 where known, 0 elsewhere
-        x = torch.cat([signs, k], 1).flatten(2).transpose(1, 2)  # (B, T, 2C)
-        x = self.cell_in(x) + self.position  # (B, T, d)
+        cells = cells_of(torch.cat([signs, k], 1), p)  # (B, h*w, 2C) in block order
+        x = self.cell_in(cells.reshape(-1, T, cfg.cells_per_token * 2 * C))  # (B, T, k*2C) -> (B, T, d)
+        x = x + self.position
         tokens, attend = self.caption_tokens(states, mask, uncaptioned)
         for block in self.blocks:
             x = block(x, tokens, attend)
-        logits = self.head(self.out_norm(x))  # (B, T, C)
-        return logits.transpose(1, 2).unflatten(2, (cfg.latent_h, cfg.latent_w))  # (B, C, h, w)
+        logits = self.head(self.out_norm(x))  # (B, T, k*C)
+        return grid_of(logits.reshape(-1, T * cfg.cells_per_token, C), cfg.latent_h, cfg.latent_w, p)  # (B, C, h, w)
 
     def masked_bce(self, bits: torch.Tensor, states: torch.Tensor, mask: torch.Tensor,
                    uncaptioned: torch.Tensor) -> torch.Tensor:  # fmt: skip
