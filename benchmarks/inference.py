@@ -17,7 +17,7 @@
 2. text -> PNG end to end (``OnnxGenerator.generate_png``, one prompt per call): p50 / p99, for the
    default-size bundle (generate mode: the per-bit prediction) and for untrained models at the
    ``make run`` size with the cell prior of ``conf/base`` (generate mode: ``prior_context.onnx``
-   once, then 64 ``prior.onnx`` steps per image).
+   once, then one ``prior.onnx`` step per block of cells: 64 per image).
 3. the real server (``python -m bitlatent.serving``, a subprocess on 127.0.0.1): 16 concurrent
    tritonclient.http clients, a bounded number of one-prompt requests: throughput, p50 / p99,
    errors, the server's RSS before and after.
@@ -297,9 +297,10 @@ def text_to_png(bundle: Path, repeats: int, device: str = "cpu", mode: str = "ge
 
 
 def prior_bundle() -> tuple[Path, dict]:
-    """Untrained models at the `make run` size (conf/base: 32x32 images, 8x8x8 latent cells, the
+    """Untrained models at the `make run` size (conf/base: its image size, latent grid and
     alignment model with its cell prior) exported to a fresh bundle: generate mode there draws
-    from the prior, ``prior_context.onnx`` once and 64 ``prior.onnx`` calls per image."""
+    from the prior, ``prior_context.onnx`` once and one ``prior.onnx`` call per block of
+    ``prior_patch x prior_patch`` cells (64 per image at conf/base's 16x16 grid and 2x2 blocks)."""
     import torch
     import yaml
 
